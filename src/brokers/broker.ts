@@ -1,0 +1,52 @@
+import type { EventDraft, HeraldEvent } from '../core/event.ts';
+
+/**
+ * Where events are appended and read back: the log. One interface, one implementation per
+ * backend (memory, Redis, NATS); the hub never knows which it has.
+ *
+ * Positions (`HeraldEvent.pos`) are opaque strings that only the broker interprets and orders.
+ */
+export interface Broker {
+  readonly kind: 'memory' | 'redis' | 'nats';
+  /**
+   * Starts the live feed: from now on every appended event, from any node, is passed to `feed`
+   * once, in log order. Resolves with the position of the log's head, which the feed starts after.
+   */
+  start(feed: (events: readonly HeraldEvent[]) => void): Promise<string>;
+  /** Appends drafts in order and gives each its id and position. */
+  append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]>;
+  /** Finds where a client's `Last-Event-ID` stands in the log. */
+  locate(id: string): Promise<Location>;
+  /** Up to `limit` events after `after` (`null`: from the oldest retained) and at most `until`. */
+  read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]>;
+  /** Orders two positions: negative, zero or positive. */
+  compare(a: string, b: string): number;
+  history(): Promise<HistoryStats>;
+  health(): Promise<BrokerHealth>;
+  close(): Promise<void>;
+}
+
+export type Location =
+  /** The id is in the log; replay from just after `pos`. */
+  | { readonly kind: 'found'; readonly pos: string }
+  /**
+   * The id was in the log but what followed it is no longer all retained. A replay goes on from
+   * `from`, the position just before the oldest event retained, which is also where the client
+   * can resume from without being told of the same loss again.
+   */
+  | { readonly kind: 'expired'; readonly from: string }
+  /** Never seen, or malformed. */
+  | { readonly kind: 'unknown' };
+
+export interface HistoryStats {
+  readonly size: number;
+  readonly maxSize: number;
+  readonly maxAgeMs: number;
+  readonly oldestId?: string;
+  readonly newestId?: string;
+}
+
+export interface BrokerHealth {
+  readonly ok: boolean;
+  readonly detail?: string;
+}

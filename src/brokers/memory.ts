@@ -1,0 +1,181 @@
+import { HeraldError } from '../core/errors.ts';
+import type { EventDraft, HeraldEvent } from '../core/event.ts';
+import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import { toEvent } from './codec.ts';
+
+export interface MemoryBrokerOptions {
+  /** Events kept for replay. Default 10 000. */
+  readonly maxEvents?: number;
+  /** How long an event is kept for replay, in ms. Default 24 h. */
+  readonly maxAgeMs?: number;
+}
+
+export const DEFAULT_HISTORY_SIZE = 10_000;
+export const DEFAULT_HISTORY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const POSITION = /^([0-9a-z]{1,12})-(\d{1,16})$/;
+
+/**
+ * The embedded log: one process, bounded history in a ring buffer, ids `<epoch>-<seq>`.
+ *
+ * A new epoch per process start makes ids from before a restart recognisable: they precede
+ * everything in the current epoch, so a client coming back with one gets the whole current
+ * history (after a `herald.gap`, since what the old process held is gone).
+ */
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  private readonly epoch: string;
+  private readonly epochValue: number;
+  private readonly maxEvents: number;
+  private readonly maxAgeMs: number;
+  /** Slot `seq % maxEvents` holds event `seq`; retained events are `first..last`. */
+  private readonly ring: (HeraldEvent | undefined)[] = [];
+  private first = 1;
+  private last = 0;
+  /** Publisher-chosen ids of retained events, to their sequence numbers. */
+  private readonly chosenIds = new Map<string, number>();
+  private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
+    this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
+    this.epochValue = Date.now();
+    this.epoch = this.epochValue.toString(36);
+  }
+
+  async start(feed: (events: readonly HeraldEvent[]) => void): Promise<string> {
+    this.feed = feed;
+    // Age-based trimming also happens on every append; the sweep releases memory when idle.
+    this.sweeper ??= setInterval(() => this.trimByAge(Date.now()), Math.min(this.maxAgeMs, 60_000));
+    this.sweeper.unref?.();
+    return this.position(this.last);
+  }
+
+  async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
+    const seen = new Set<string>();
+    for (const draft of drafts) {
+      if (draft.id === undefined) continue;
+      if (this.chosenIds.has(draft.id) || seen.has(draft.id)) {
+        throw new HeraldError(
+          409,
+          'duplicate-id',
+          `id "${draft.id}" is already in the history; ids must be unique`,
+        );
+      }
+      seen.add(draft.id);
+    }
+    const events: HeraldEvent[] = [];
+    for (const draft of drafts) {
+      const seq = ++this.last;
+      const pos = this.position(seq);
+      const event = toEvent(draft, pos);
+      const slot = seq % this.maxEvents;
+      const evicted = this.ring[slot];
+      if (evicted !== undefined) this.forget(evicted);
+      this.ring[slot] = event;
+      if (draft.id !== undefined) this.chosenIds.set(draft.id, seq);
+      events.push(event);
+    }
+    this.first = Math.max(this.first, this.last - this.maxEvents + 1);
+    this.trimByAge(drafts[0]?.time ?? Date.now());
+    this.feed?.(events);
+    return events;
+  }
+
+  async locate(id: string): Promise<Location> {
+    this.trimByAge(Date.now());
+    const chosen = this.chosenIds.get(id);
+    if (chosen !== undefined) return { kind: 'found', pos: this.position(chosen) };
+    const parsed = parse(id);
+    if (parsed === undefined) return { kind: 'unknown' };
+    const [epoch, seq] = parsed;
+    if (epoch < this.epochValue) return this.expired();
+    if (epoch > this.epochValue || seq > this.last) return { kind: 'unknown' };
+    // Replay starts after `seq`: everything from seq + 1 on must still be here.
+    if (seq < this.first - 1) return this.expired();
+    return { kind: 'found', pos: this.position(seq) };
+  }
+
+  private expired(): Location {
+    return { kind: 'expired', from: this.position(this.first - 1) };
+  }
+
+  async read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]> {
+    this.trimByAge(Date.now());
+    const from = Math.max(after === null ? this.first : this.seqOf(after) + 1, this.first);
+    const to = Math.min(this.seqOf(until), this.last, from + limit - 1);
+    const events: HeraldEvent[] = [];
+    for (let seq = from; seq <= to; seq++) {
+      const event = this.ring[seq % this.maxEvents];
+      if (event !== undefined) events.push(event);
+    }
+    return events;
+  }
+
+  compare(a: string, b: string): number {
+    const [epochA, seqA] = parse(a) ?? [0, 0];
+    const [epochB, seqB] = parse(b) ?? [0, 0];
+    return epochA - epochB || seqA - seqB;
+  }
+
+  async history(): Promise<HistoryStats> {
+    this.trimByAge(Date.now());
+    const size = Math.max(0, this.last - this.first + 1);
+    const stats: { -readonly [K in keyof HistoryStats]: HistoryStats[K] } = {
+      size,
+      maxSize: this.maxEvents,
+      maxAgeMs: this.maxAgeMs,
+    };
+    if (size > 0) {
+      stats.oldestId = this.ring[this.first % this.maxEvents]?.id;
+      stats.newestId = this.ring[this.last % this.maxEvents]?.id;
+    }
+    return stats;
+  }
+
+  async health(): Promise<BrokerHealth> {
+    return { ok: true };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    this.feed = undefined;
+  }
+
+  private position(seq: number): string {
+    return `${this.epoch}-${seq}`;
+  }
+
+  /** Positions given to `read` come from this broker, so they are always of this epoch. */
+  private seqOf(pos: string): number {
+    return parse(pos)?.[1] ?? 0;
+  }
+
+  private trimByAge(now: number): void {
+    const cutoff = now - this.maxAgeMs;
+    while (this.first <= this.last) {
+      const slot = this.first % this.maxEvents;
+      const event = this.ring[slot];
+      if (event !== undefined && event.time >= cutoff) return;
+      if (event !== undefined) this.forget(event);
+      this.ring[slot] = undefined;
+      this.first++;
+    }
+  }
+
+  private forget(event: HeraldEvent): void {
+    if (event.id !== event.pos) this.chosenIds.delete(event.id);
+  }
+}
+
+function parse(id: string): [epoch: number, seq: number] | undefined {
+  const match = POSITION.exec(id);
+  if (match === null) return undefined;
+  return [Number.parseInt(match[1] as string, 36), Number(match[2])];
+}
+
+function positive(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${what} must be a positive integer`);
+  return value;
+}

@@ -1,0 +1,666 @@
+import type { Broker, HistoryStats } from '../brokers/broker.ts';
+import { badRequest, HeraldError } from './errors.ts';
+import { type HeraldEvent, validateEvent } from './event.ts';
+import type { OutboxLimits, OverflowPolicy } from './outbox.ts';
+import { ALL_TENANTS, type Principal } from './principal.ts';
+import { frameFor, visibleData } from './redaction.ts';
+import { encodeRetry, encodeSystemEvent, HEARTBEAT } from './sse.ts';
+import {
+  type CloseReason,
+  type Sink,
+  Subscriber,
+  type SubscriberOwner,
+  type Subscription,
+} from './subscriber.ts';
+import { SubscriberIndex, type TenantIndex } from './subscriber-index.ts';
+import { anyMatch, type Selector } from './topics.ts';
+
+export interface HubOptions {
+  /** Interval of the heartbeat comment on a quiet stream, ms. */
+  readonly heartbeatMs: number;
+  /** The `retry:` hint sent when a stream opens, ms. */
+  readonly retryMs: number;
+  /** Close a stream that has had no event for this long, ms; 0 disables. */
+  readonly idleTimeoutMs: number;
+  /** Close every stream after this long (±10 % jitter), ms; 0 disables. */
+  readonly maxLifetimeMs: number;
+  readonly outbox: OutboxLimits & { readonly policy: OverflowPolicy };
+  readonly maxDataBytes: number;
+  /** Events in one publish call. */
+  readonly maxBatch: number;
+  /** Events read from the log per replay step. */
+  readonly replayPageSize: number;
+  /** Treat every event as private: subscribers see only what their grants allow. */
+  readonly privateByDefault: boolean;
+  /** How long before its credential expires a stream gets `herald.reauth`, ms. */
+  readonly reauthLeadMs: number;
+  /** Where failures that no caller is waiting for (a stream's replay) are reported. */
+  readonly onError: (error: unknown, context: string) => void;
+}
+
+export const DEFAULT_HUB_OPTIONS: HubOptions = {
+  heartbeatMs: 15_000,
+  retryMs: 1_000,
+  idleTimeoutMs: 0,
+  maxLifetimeMs: 0,
+  outbox: { maxEvents: 1_000, maxBytes: 4 * 1024 * 1024, policy: 'disconnect' },
+  maxDataBytes: 1024 * 1024,
+  maxBatch: 1_000,
+  replayPageSize: 500,
+  privateByDefault: false,
+  reauthLeadMs: 30_000,
+  onError: (error, context) => console.error(`herald: ${context}:`, error),
+};
+
+export interface HubCounters {
+  published: number;
+  delivered: number;
+  replayed: number;
+  gaps: number;
+  droppedEvents: number;
+  closed: Record<CloseReason, number>;
+}
+
+export interface HubStats {
+  readonly broker: Broker['kind'];
+  /** Where this node's feed is in the log, and how late it got the last event. */
+  readonly feed: { readonly position: string; readonly lagMs: number };
+  readonly connections: {
+    readonly total: number;
+    readonly byTenant: Record<string, number>;
+    readonly byTopic: Record<string, number>;
+  };
+  readonly events: Readonly<HubCounters>;
+  readonly outbox: { readonly queuedEvents: number; readonly queuedBytes: number };
+  readonly history: HistoryStats;
+}
+
+export interface PollResult {
+  readonly events: readonly {
+    readonly id: string;
+    readonly type: string;
+    readonly data: string;
+    readonly retry?: number;
+  }[];
+  /** Where the next poll continues: the last event's id, or how far the log was examined. */
+  readonly lastEventId: string;
+  readonly gap?: 'unknown' | 'expired';
+}
+
+export interface TenantStats {
+  readonly tenant: string;
+  readonly connections: { readonly total: number; readonly byTopic: Record<string, number> };
+}
+
+// Lifetimes vary by up to this fraction, so streams opened together do not all end together.
+const LIFETIME_JITTER = 0.1;
+
+const schedule: (fn: () => void) => void =
+  typeof setImmediate === 'function' ? (fn) => setImmediate(fn) : (fn) => setTimeout(fn, 0);
+
+/**
+ * The hub: validates and authorizes publishes, appends them to the broker, and fans out what the
+ * broker feeds back to the subscribers of this node.
+ *
+ * Fan-out encodes each event once and queues the same bytes for every recipient; outboxes are
+ * flushed once per tick, so a burst of events costs one write per socket. One timer drives every
+ * stream's heartbeat, idle and lifetime checks.
+ */
+export class Hub implements SubscriberOwner {
+  readonly options: HubOptions;
+  readonly broker: Broker;
+  readonly counters: HubCounters = {
+    published: 0,
+    delivered: 0,
+    replayed: 0,
+    gaps: 0,
+    droppedEvents: 0,
+    closed: { client: 0, overflow: 0, lifetime: 0, idle: 0, expired: 0, shutdown: 0, error: 0 },
+  };
+  private readonly index = new SubscriberIndex<Subscriber>();
+  /** Every open stream of this node, by connection id. */
+  private readonly subscribers = new Map<string, Subscriber>();
+  /** Live, writable subscribers with something queued this tick. */
+  private dirty: Subscriber[] = [];
+  private flushPending = false;
+  /** Position of the last event dispatched here: where a new subscriber's replay must stop. */
+  private cursor = '';
+  private stamp = 0;
+  /** How long the last event took from acceptance to this node's feed, ms. */
+  private feedLagMs = 0;
+  /** Wakes every long poll under way, so `close()` does not wait out their waits. */
+  private readonly pollers = new Set<() => void>();
+  /** Reused by every flush; flushes never overlap. */
+  private readonly scratch: Uint8Array[] = [];
+  private ticker: ReturnType<typeof setInterval> | undefined;
+  private readonly ready: Promise<void>;
+  private closing = false;
+
+  constructor(broker: Broker, options: Partial<HubOptions> = {}) {
+    this.options = { ...DEFAULT_HUB_OPTIONS, ...options };
+    this.broker = broker;
+    this.ready = broker
+      .start((events) => this.dispatch(events))
+      .then((head) => {
+        this.cursor = head;
+      });
+    // A failed start is reported by the first publish or stream, not as an unhandled rejection.
+    this.ready.catch(() => {});
+  }
+
+  /** After `close()`: no publish, no new stream. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /** Resolves when the broker's feed is running. */
+  whenReady(): Promise<void> {
+    return this.ready;
+  }
+
+  /** Validates, authorizes and appends events; resolves once the log has them. */
+  async publish(inputs: readonly unknown[], principal: Principal): Promise<HeraldEvent[]> {
+    if (this.closing) throw shuttingDown();
+    if (inputs.length === 0) throw badRequest('empty-batch', 'the batch is empty; send at least one event');
+    if (inputs.length > this.options.maxBatch) {
+      throw new HeraldError(
+        413,
+        'batch-too-large',
+        `the batch has ${inputs.length} events; the limit is ${this.options.maxBatch}`,
+      );
+    }
+    await this.ready;
+    const now = Date.now();
+    const limits = { maxDataBytes: this.options.maxDataBytes };
+    const drafts = inputs.map((input, i) => {
+      const where = inputs.length > 1 ? `event ${i}: ` : '';
+      const draft = validateEvent(input, principal.tenant, limits, now, where);
+      if (draft.tenant === ALL_TENANTS) {
+        throw badRequest(
+          'invalid-tenant',
+          `${where}tenant "${ALL_TENANTS}" is reserved for watching every tenant`,
+        );
+      }
+      if (draft.tenant !== principal.tenant && !principal.admin) {
+        throw new HeraldError(
+          403,
+          'tenant-forbidden',
+          `${where}only admin credentials may publish into another tenant than their own`,
+        );
+      }
+      for (const topic of draft.topics) {
+        if (!anyMatch(principal.publish, [topic])) {
+          throw new HeraldError(
+            403,
+            'publish-forbidden',
+            `${where}not allowed to publish to topic "${topic}": no publish grant matches it`,
+          );
+        }
+      }
+      return this.options.privateByDefault && !draft.private ? { ...draft, private: true } : draft;
+    });
+    const events = await this.broker.append(drafts);
+    this.counters.published += events.length;
+    return events;
+  }
+
+  /**
+   * Opens a stream. The subscriber is returned at once so the transport can wire `drained()` and
+   * `closed()`; the first bytes, the replay and the switch to live follow asynchronously.
+   */
+  subscribe(subscription: Subscription, sink: Sink): Subscriber {
+    if (this.closing) throw shuttingDown();
+    const now = Date.now();
+    const lifetime = this.options.maxLifetimeMs;
+    const deadline =
+      lifetime > 0 ? now + lifetime * (1 - LIFETIME_JITTER * Math.random()) : Number.POSITIVE_INFINITY;
+    const subscriber = new Subscriber(
+      globalThis.crypto.randomUUID(),
+      subscription,
+      sink,
+      this,
+      now,
+      deadline,
+    );
+    this.subscribers.set(subscriber.id, subscriber);
+    this.startTicker();
+    this.open(subscriber, subscription.lastEventId).catch((error: unknown) => {
+      this.options.onError(error, 'opening a stream failed');
+      this.end(subscriber, 'error');
+    });
+    return subscriber;
+  }
+
+  private async open(subscriber: Subscriber, lastEventId: string | undefined): Promise<void> {
+    await this.ready;
+    if (subscriber.isClosed) return;
+    // Registering and reading the cursor happen in one synchronous step: every event dispatched
+    // from here on is after `until`, so it is held in the outbox and never also replayed.
+    this.index.add(subscriber);
+    subscriber.indexed = true;
+    subscriber.replayUntil = this.cursor;
+
+    let replayFrom: string | null | undefined; // undefined: no replay; null: from the oldest retained
+    let resumeId = this.cursor;
+    let gap: 'unknown' | 'expired' | undefined;
+    if (lastEventId !== undefined) {
+      const location = await this.broker.locate(lastEventId);
+      if (subscriber.isClosed) return;
+      if (location.kind === 'found') {
+        resumeId = lastEventId;
+        if (this.broker.compare(location.pos, subscriber.replayUntil) <= 0) replayFrom = location.pos;
+        else {
+          // The client has seen events this node's feed has not dispatched yet (it was served by
+          // a node further ahead): nothing to replay, and what this node holds or will dispatch
+          // up to that point is not sent again.
+          subscriber.skipThrough = location.pos;
+          subscriber.outbox.dropWhile((event) => this.broker.compare(event.pos, location.pos) <= 0);
+        }
+      } else if (location.kind === 'expired') {
+        // What followed the id is partly gone: say so, then send all that is left. The resume
+        // point moves to where that begins, so a reconnect is not told of the same loss again.
+        replayFrom = location.from;
+        resumeId = location.from;
+        gap = 'expired';
+      } else gap = 'unknown';
+    }
+
+    // The connected event carries the resume point as its id, so a client that drops before any
+    // event arrives still reconnects from here and misses nothing published in between.
+    const first = [
+      encodeRetry(this.options.retryMs),
+      encodeSystemEvent('herald.connected', { connectionId: subscriber.id, lastEventId: resumeId }, resumeId),
+    ];
+    if (gap !== undefined) {
+      first.push(encodeSystemEvent('herald.gap', { lastEventId, reason: gap }));
+      this.counters.gaps++;
+    }
+    if (!subscriber.write(first, Date.now())) await subscriber.waitForDrain();
+    if (replayFrom !== undefined) await this.replay(subscriber, replayFrom);
+    if (subscriber.isClosed) return;
+    subscriber.state = 'live';
+    if (subscriber.outbox.count > 0) this.markDirty(subscriber);
+  }
+
+  /** Sends the log from `after` up to the subscriber's `replayUntil`, page by page, at the socket's pace. */
+  private async replay(subscriber: Subscriber, after: string | null): Promise<void> {
+    const pageSize = this.options.replayPageSize;
+    const frames: Uint8Array[] = [];
+    for (;;) {
+      const until = subscriber.replayUntil;
+      const page = await this.broker.read(after, until, pageSize);
+      if (subscriber.isClosed) return;
+      frames.length = 0;
+      for (const event of page) {
+        if (!subscriber.wants(event)) continue;
+        frames.push(frameFor(event, subscriber.permissions));
+        subscriber.lastSentId = event.id;
+      }
+      const last = page[page.length - 1];
+      if (last !== undefined) after = last.pos;
+      if (frames.length > 0) {
+        this.counters.replayed += frames.length;
+        subscriber.lastEventAt = Date.now();
+        if (!subscriber.write(frames, subscriber.lastEventAt)) await subscriber.waitForDrain();
+        if (subscriber.isClosed) return;
+      }
+      // Done when the log held nothing more up to `until` and `until` did not move meanwhile.
+      if (page.length < pageSize && until === subscriber.replayUntil) return;
+    }
+  }
+
+  /** The broker's feed: every event of the log, once, in order. */
+  private dispatch(events: readonly HeraldEvent[]): void {
+    for (const event of events) {
+      this.cursor = event.pos;
+      const stamp = ++this.stamp;
+      this.fanOut(this.index.get(event.tenant), event, stamp);
+      this.fanOut(this.index.get(ALL_TENANTS), event, stamp);
+    }
+    const last = events[events.length - 1];
+    if (last !== undefined) this.feedLagMs = Date.now() - last.time;
+    if (this.dirty.length > 0 && !this.flushPending) {
+      this.flushPending = true;
+      schedule(this.flush);
+    }
+  }
+
+  private fanOut(bucket: TenantIndex<Subscriber> | undefined, event: HeraldEvent, stamp: number): void {
+    if (bucket === undefined) return;
+    for (const topic of event.topics) {
+      const exact = bucket.exact.get(topic);
+      if (exact !== undefined) for (const subscriber of exact) this.deliver(subscriber, event, stamp);
+      for (const entry of bucket.templatesFor(topic)) {
+        for (const subscriber of entry.subscribers) this.deliver(subscriber, event, stamp);
+      }
+    }
+    for (const subscriber of bucket.all) this.deliver(subscriber, event, stamp);
+  }
+
+  private deliver(subscriber: Subscriber, event: HeraldEvent, stamp: number): void {
+    if (subscriber.stamp === stamp) return;
+    subscriber.stamp = stamp;
+    if (subscriber.skipThrough !== undefined) {
+      if (this.broker.compare(event.pos, subscriber.skipThrough) <= 0) return;
+      subscriber.skipThrough = undefined;
+    }
+    if (!subscriber.accepts(event)) return;
+    subscriber.outbox.push(event, frameFor(event, subscriber.permissions));
+    subscriber.lastEventAt = event.time;
+    if (subscriber.state === 'live' && !subscriber.blocked) {
+      if (!subscriber.dirty) {
+        subscriber.dirty = true;
+        this.dirty.push(subscriber);
+      }
+    } else if (subscriber.outbox.isOver(this.options.outbox)) this.overflow(subscriber);
+  }
+
+  private overflow(subscriber: Subscriber): void {
+    if (subscriber.state === 'replaying') {
+      // Still catching up: rather than hold ever more live events, read them from the log too.
+      subscriber.outbox.clear();
+      subscriber.replayUntil = this.cursor;
+      return;
+    }
+    if (this.options.outbox.policy === 'disconnect') {
+      // The client reconnects with Last-Event-ID and the log fills the gap while history covers it.
+      this.end(subscriber, 'overflow');
+      return;
+    }
+    const dropped = subscriber.outbox.evict(this.options.outbox);
+    subscriber.dropped += dropped;
+    this.counters.droppedEvents += dropped;
+  }
+
+  private readonly flush = (): void => {
+    this.flushPending = false;
+    const list = this.dirty;
+    this.dirty = [];
+    const now = Date.now();
+    for (const subscriber of list) {
+      subscriber.dirty = false;
+      if (subscriber.state === 'live' && !subscriber.blocked) this.flushOne(subscriber, now);
+    }
+  };
+
+  private flushOne(subscriber: Subscriber, now: number): void {
+    const out = this.scratch;
+    out.length = 0;
+    if (subscriber.dropped > 0) {
+      out.push(
+        encodeSystemEvent('herald.gap', {
+          lastEventId: subscriber.lastSentId ?? null,
+          reason: 'overflow',
+          dropped: subscriber.dropped,
+        }),
+      );
+      this.counters.gaps++;
+      subscriber.dropped = 0;
+    }
+    const count = subscriber.outbox.count;
+    const lastId = subscriber.outbox.drainInto(out);
+    if (lastId !== undefined) subscriber.lastSentId = lastId;
+    this.counters.delivered += count;
+    if (out.length > 0) subscriber.write(out, now);
+    out.length = 0;
+  }
+
+  private markDirty(subscriber: Subscriber): void {
+    if (subscriber.dirty) return;
+    subscriber.dirty = true;
+    this.dirty.push(subscriber);
+    if (!this.flushPending) {
+      this.flushPending = true;
+      schedule(this.flush);
+    }
+  }
+
+  /** SubscriberOwner: the socket has room again. */
+  drained(subscriber: Subscriber): void {
+    if (subscriber.state === 'live' && subscriber.outbox.count + subscriber.dropped > 0)
+      this.markDirty(subscriber);
+  }
+
+  /** SubscriberOwner: forget a stream (its client left, or the hub ended it). */
+  detach(subscriber: Subscriber, reason: CloseReason): void {
+    if (subscriber.isClosed) return;
+    subscriber.markClosed();
+    this.subscribers.delete(subscriber.id);
+    if (subscriber.indexed) this.index.remove(subscriber);
+    this.counters.closed[reason]++;
+    subscriber.onClose?.();
+    if (this.subscribers.size === 0) this.stopTicker();
+  }
+
+  /**
+   * The long-poll twin of a stream, for clients whose streams keep failing (a buffering proxy):
+   * the events after `subscription.lastEventId` (from now without one), at most `limit`, waiting
+   * up to `waitMs` for the first. The returned `lastEventId` is where the next poll continues.
+   */
+  async poll(
+    subscription: Subscription,
+    waitMs: number,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<PollResult> {
+    if (this.closing) throw shuttingDown();
+    await this.ready;
+    // A waiter in the index, registered before the log is read: what is dispatched meanwhile
+    // wakes it instead of being missed.
+    let wake = () => {};
+    const woken = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const sink: Sink = {
+      write: () => {
+        wake();
+        return true;
+      },
+      end() {},
+      destroy() {},
+    };
+    // Nobody waits for a client that left, or on a hub that closes.
+    signal?.addEventListener('abort', wake, { once: true });
+    this.pollers.add(wake);
+    const waiter = new Subscriber('poll', subscription, sink, this, Date.now(), Number.POSITIVE_INFINITY);
+    waiter.state = 'live';
+    this.index.add(waiter);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      let until = this.cursor;
+      let after: string | null = until;
+      let gap: 'unknown' | 'expired' | undefined;
+      const from = subscription.lastEventId;
+      if (from !== undefined) {
+        const location = await this.broker.locate(from);
+        if (location.kind === 'found') after = location.pos;
+        else if (location.kind === 'expired') [after, gap] = [location.from, 'expired'];
+        else gap = 'unknown';
+      }
+      let events = await this.collect(waiter, after, until, limit);
+      if (events.length === 0 && gap === undefined && waitMs > 0) {
+        await Promise.race([woken, new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+        const start = after !== null && this.broker.compare(after, until) > 0 ? after : until;
+        until = this.cursor;
+        events = await this.collect(waiter, start, until, limit);
+      }
+      const last = events.at(-1);
+      // Without an event, the next poll goes on from what was examined, unless the client was
+      // already further on (it came from a node ahead of this one).
+      const ahead = after !== null && from !== undefined && this.broker.compare(after, until) > 0;
+      const result: PollResult = {
+        events: events.map((event) => ({
+          id: event.id,
+          type: event.type ?? 'message',
+          data: visibleData(event, waiter.permissions),
+          ...(event.retry === undefined ? {} : { retry: event.retry }),
+        })),
+        lastEventId: last?.id ?? (ahead ? (from as string) : until),
+      };
+      return gap === undefined ? result : { ...result, gap };
+    } finally {
+      clearTimeout(timer);
+      this.index.remove(waiter);
+      this.pollers.delete(wake);
+      signal?.removeEventListener('abort', wake);
+    }
+  }
+
+  /** What `subscriber` wants of the log in (after, until], at most `limit` events. */
+  private async collect(subscriber: Subscriber, after: string | null, until: string, limit: number) {
+    const wanted: HeraldEvent[] = [];
+    for (;;) {
+      const page = await this.broker.read(after, until, this.options.replayPageSize);
+      for (const event of page) {
+        if (subscriber.wants(event)) wanted.push(event);
+        if (wanted.length === limit) return wanted;
+      }
+      const last = page.at(-1);
+      if (last === undefined || page.length < this.options.replayPageSize) return wanted;
+      after = last.pos;
+    }
+  }
+
+  /**
+   * Adds selectors to an open stream, or removes some (seed 004: one connection serves a whole
+   * page). Only the credential that opened the stream may: same tenant, same subject. New
+   * selectors take effect for events dispatched from now on; returns the stream's selectors.
+   */
+  changeSubscription(
+    connectionId: string,
+    principal: Principal,
+    action: 'subscribe' | 'unsubscribe',
+    selectors: readonly Selector[],
+    maxSelectors: number,
+  ): string[] {
+    const subscriber = this.subscribers.get(connectionId);
+    if (subscriber === undefined || subscriber.isClosed) {
+      throw new HeraldError(
+        404,
+        'connection-not-found',
+        `no open stream ${connectionId} on this node; it closed, or it is served by another node`,
+      );
+    }
+    if (
+      subscriber.subject !== principal.subject ||
+      (subscriber.tenant !== principal.tenant && !principal.admin)
+    ) {
+      throw new HeraldError(
+        403,
+        'not-your-stream',
+        'only the credential that opened a stream may change its subscriptions',
+      );
+    }
+    const sources = new Set(selectors.map((selector) => selector.source));
+    const next =
+      action === 'subscribe'
+        ? [
+            ...subscriber.selectors,
+            ...selectors.filter((s) => !subscriber.selectors.some((t) => t.source === s.source)),
+          ]
+        : subscriber.selectors.filter((selector) => !sources.has(selector.source));
+    if (next.length > maxSelectors) {
+      throw badRequest(
+        'too-many-topics',
+        `the stream would have ${next.length} topic selectors; the limit is ${maxSelectors}`,
+      );
+    }
+    // Removed and added again in one synchronous step: no dispatch sees it half changed.
+    if (subscriber.indexed) this.index.remove(subscriber);
+    subscriber.selectors = next;
+    if (subscriber.indexed) this.index.add(subscriber);
+    return next.map((selector) => selector.source);
+  }
+
+  /**
+   * Ends a stream from the server side. A slow consumer is cut at once; any other end sends a
+   * jittered `retry:` hint first, so clients come back spread out and resume with Last-Event-ID.
+   */
+  end(subscriber: Subscriber, reason: Exclude<CloseReason, 'client'>): void {
+    if (subscriber.isClosed) return;
+    const sink = subscriber.sink;
+    if (reason === 'overflow' || reason === 'error') {
+      this.detach(subscriber, reason);
+      sink.destroy();
+      return;
+    }
+    // What is queued goes out first; had it not, the client would only get it again on resume.
+    if (subscriber.state === 'live' && !subscriber.blocked) this.flushOne(subscriber, Date.now());
+    this.detach(subscriber, reason);
+    sink.write([encodeRetry(this.options.retryMs * (1 + Math.random()))]);
+    sink.end();
+  }
+
+  private startTicker(): void {
+    if (this.ticker !== undefined) return;
+    // Fine enough that a heartbeat is never more than a fraction of a second late.
+    const period = Math.min(500, Math.max(20, this.options.heartbeatMs / 4));
+    this.ticker = setInterval(this.tick, period);
+    this.ticker.unref?.();
+  }
+
+  private stopTicker(): void {
+    clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  private readonly tick = (): void => {
+    const now = Date.now();
+    const { heartbeatMs, idleTimeoutMs, reauthLeadMs } = this.options;
+    for (const subscriber of this.subscribers.values()) {
+      if (subscriber.state === 'closed') continue;
+      if (now >= subscriber.expiresAt) this.end(subscriber, 'expired');
+      else if (now >= subscriber.deadline) this.end(subscriber, 'lifetime');
+      else if (idleTimeoutMs > 0 && now - subscriber.lastEventAt >= idleTimeoutMs)
+        this.end(subscriber, 'idle');
+      else if (!subscriber.warnedOfExpiry && now >= subscriber.expiresAt - reauthLeadMs) {
+        // The client fetches a fresh token now and reconnects with it; the end follows at expiry.
+        subscriber.warnedOfExpiry = true;
+        const expiresAt = new Date(subscriber.expiresAt).toISOString();
+        subscriber.write([encodeSystemEvent('herald.reauth', { expiresAt })], now);
+      } else if (!subscriber.blocked && now - subscriber.lastWriteAt >= heartbeatMs) {
+        subscriber.write(HEARTBEAT_CHUNKS, now);
+      }
+    }
+  };
+
+  /** What a tenant may know: its own streams, nothing of other tenants or of the shared log. */
+  tenantStats(tenant: string): TenantStats {
+    const { byTenant, byTopic } = this.index.counts(tenant);
+    return { tenant, connections: { total: byTenant[tenant] ?? 0, byTopic } };
+  }
+
+  async stats(): Promise<HubStats> {
+    const { byTenant, byTopic } = this.index.counts();
+    let queuedEvents = 0;
+    let queuedBytes = 0;
+    for (const subscriber of this.subscribers.values()) {
+      queuedEvents += subscriber.outbox.count;
+      queuedBytes += subscriber.outbox.bytes;
+    }
+    return {
+      broker: this.broker.kind,
+      feed: { position: this.cursor, lagMs: this.feedLagMs },
+      connections: { total: this.subscribers.size, byTenant, byTopic },
+      events: { ...this.counters, closed: { ...this.counters.closed } },
+      outbox: { queuedEvents, queuedBytes },
+      history: await this.broker.history(),
+    };
+  }
+
+  /** Refuses new publishes, ends every stream with a retry hint, and closes the broker. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.flush();
+    for (const subscriber of [...this.subscribers.values()]) this.end(subscriber, 'shutdown');
+    for (const wake of this.pollers) wake();
+    this.stopTicker();
+    await this.broker.close();
+  }
+}
+
+export const shuttingDown = () =>
+  new HeraldError(503, 'shutting-down', 'the hub is shutting down; retry shortly');
+
+const HEARTBEAT_CHUNKS: readonly Uint8Array[] = [HEARTBEAT];

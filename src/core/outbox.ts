@@ -1,0 +1,109 @@
+import type { HeraldEvent } from './event.ts';
+
+export type OverflowPolicy = 'disconnect' | 'drop-oldest';
+
+export interface OutboxLimits {
+  readonly maxEvents: number;
+  readonly maxBytes: number;
+}
+
+/**
+ * The events waiting for one subscriber's socket, each with the frame this subscriber gets (shared
+ * with every subscriber of the same visibility), so queueing costs no copy. Usually it empties
+ * every tick; it only grows while the socket is full, and that is where conflation and priorities
+ * act.
+ */
+export class Outbox {
+  // Parallel arrays rather than an entry object per queued event: no allocation per recipient.
+  private items: (HeraldEvent | undefined)[] = [];
+  private frames: Uint8Array[] = [];
+  private head = 0;
+  count = 0;
+  bytes = 0;
+  /** key → index of the queued event holding that latest-value slot; created on first keyed event. */
+  private keys: Map<string, number> | undefined;
+
+  push(event: HeraldEvent, frame: Uint8Array): void {
+    const key = event.key;
+    if (key !== undefined) {
+      this.keys ??= new Map();
+      const previous = this.keys.get(key);
+      // Conflation: the newer value replaces the queued one. It takes the newer position rather
+      // than the older one, so ids still reach the client in log order.
+      if (previous !== undefined) this.removeAt(previous);
+      this.keys.set(key, this.items.length);
+    }
+    this.items.push(event);
+    this.frames.push(frame);
+    this.count++;
+    this.bytes += frame.byteLength;
+  }
+
+  /** Over its limits, never for a single event: one event however large always gets through. */
+  isOver(limits: OutboxLimits): boolean {
+    return this.count > 1 && (this.count > limits.maxEvents || this.bytes > limits.maxBytes);
+  }
+
+  /**
+   * Drops the oldest events until the outbox is within its limits. A `high` event is never dropped
+   * while a `normal` one is queued. Returns how many were dropped.
+   */
+  evict(limits: OutboxLimits): number {
+    let dropped = 0;
+    while (this.isOver(limits)) {
+      let victim = -1;
+      for (let i = this.head; i < this.items.length; i++) {
+        if (this.items[i]?.priority === 'normal') {
+          victim = i;
+          break;
+        }
+      }
+      this.removeAt(victim === -1 ? this.head : victim);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /** Drops queued events from the front while `test` holds for them. */
+  dropWhile(test: (event: HeraldEvent) => boolean): void {
+    for (let i = this.head; i < this.items.length; i++) {
+      const event = this.items[i];
+      if (event === undefined) continue;
+      if (!test(event)) return;
+      this.removeAt(i);
+    }
+  }
+
+  /** Appends the queued frames to `out` in order and empties the outbox. Returns the last event's id. */
+  drainInto(out: Uint8Array[]): string | undefined {
+    let lastId: string | undefined;
+    for (let i = this.head; i < this.items.length; i++) {
+      const event = this.items[i];
+      if (event !== undefined) {
+        out.push(this.frames[i] as Uint8Array);
+        lastId = event.id;
+      }
+    }
+    this.clear();
+    return lastId;
+  }
+
+  clear(): void {
+    this.items.length = 0;
+    this.frames.length = 0;
+    this.head = 0;
+    this.count = 0;
+    this.bytes = 0;
+    this.keys?.clear();
+  }
+
+  private removeAt(index: number): void {
+    const event = this.items[index];
+    if (event === undefined) return;
+    this.items[index] = undefined;
+    this.count--;
+    this.bytes -= (this.frames[index] as Uint8Array).byteLength;
+    if (event.key !== undefined && this.keys?.get(event.key) === index) this.keys.delete(event.key);
+    while (this.head < this.items.length && this.items[this.head] === undefined) this.head++;
+  }
+}

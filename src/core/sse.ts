@@ -1,0 +1,51 @@
+/**
+ * Server-Sent Events framing (WHATWG HTML §9.2 "Server-sent events").
+ *
+ * Frames are built as text once and encoded to UTF-8 once; the same bytes then go to every
+ * recipient. Field values here are already validated: ids and types carry no CR, LF or NUL.
+ */
+
+const encoder = new TextEncoder();
+
+// §9.2.6: a line ends at CRLF, a lone LF or a lone CR. Data must be split on all three, or a CR
+// in the payload would end the line early in the browser and the rest would be parsed as a field.
+const LINE_BREAK = /\r\n|\r|\n/;
+
+export interface FrameFields {
+  readonly id?: string;
+  readonly type?: string;
+  readonly data: string;
+  readonly retry?: number;
+}
+
+/** `id:` (when given), `event:` when typed, `retry:` when set, one `data:` line per line of data. */
+export function frameText(fields: FrameFields): string {
+  let text = '';
+  if (fields.id !== undefined) text += `id: ${fields.id}\n`;
+  if (fields.type !== undefined) text += `event: ${fields.type}\n`;
+  if (fields.retry !== undefined) text += `retry: ${fields.retry}\n`;
+  const data = fields.data;
+  // Most payloads are a single line of JSON: skip the split.
+  if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `${text}data: ${data}\n\n`;
+  for (const line of data.split(LINE_BREAK)) text += `data: ${line}\n`;
+  return `${text}\n`;
+}
+
+export const encodeFrame = (fields: FrameFields): Uint8Array => encoder.encode(frameText(fields));
+
+/** A `retry:` field on its own: sets the client's reconnection delay without dispatching anything. */
+export const encodeRetry = (ms: number): Uint8Array =>
+  encoder.encode(`retry: ${Math.max(0, Math.round(ms))}\n\n`);
+
+/** The shared heartbeat: a comment line, ignored by every client but enough to keep proxies open. */
+export const HEARTBEAT: Uint8Array = encoder.encode(': hb\n\n');
+
+/**
+ * A system event (`herald.*`). Its `id:` is set only when it marks a position the client should
+ * resume from; an empty `id:` would reset the browser's last event id, so none is sent otherwise.
+ */
+export function encodeSystemEvent(type: string, payload: unknown, id?: string): Uint8Array {
+  const fields: { id?: string; type: string; data: string } = { type, data: JSON.stringify(payload) };
+  if (id !== undefined) fields.id = id;
+  return encodeFrame(fields);
+}

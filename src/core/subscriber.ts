@@ -1,0 +1,181 @@
+import type { HeraldEvent } from './event.ts';
+import type { EventFilter } from './filters.ts';
+import { Outbox } from './outbox.ts';
+import { ALL_TENANTS, canSee } from './principal.ts';
+import { anyMatch, type Selector } from './topics.ts';
+
+/**
+ * The transport side of one stream: a Node response, a web ReadableStream, a test double. The
+ * hub writes encoded frames; the transport reports back through the subscriber's `drained()` and
+ * `closed()`.
+ */
+export interface Sink {
+  /** Writes the chunks in order. Returns false when the transport's buffer is full. */
+  write(chunks: readonly Uint8Array[]): boolean;
+  /** Ends the stream after what was written. */
+  end(): void;
+  /** Drops the connection at once, discarding anything still buffered. */
+  destroy(): void;
+}
+
+/** What a stream asks for, once its credential has been checked. */
+export interface Subscription {
+  /** The tenant it watches; `*` (admins only) for every tenant. */
+  readonly tenant: string;
+  readonly selectors: readonly Selector[];
+  readonly filter?: EventFilter | undefined;
+  /** The principal's subscribe grants: which private events it may see. */
+  readonly grants: readonly Selector[];
+  /** Which redacted fields it may see. */
+  readonly permissions?: readonly string[];
+  /** The credential's subject: only it may change this stream's subscriptions. */
+  readonly subject?: string | undefined;
+  /** When the credential expires (ms since the epoch): `herald.reauth` comes first, then the end. */
+  readonly expiresAt?: number | undefined;
+  /** Where to resume: the `Last-Event-ID` header, else the `lastEventId` query parameter. */
+  readonly lastEventId?: string | undefined;
+  /** Called once when the stream ends, whoever ends it (releases admission slots). */
+  readonly onClose?: (() => void) | undefined;
+}
+
+export type SubscriberState = 'replaying' | 'live' | 'closed';
+
+export type CloseReason = 'client' | 'overflow' | 'lifetime' | 'idle' | 'expired' | 'shutdown' | 'error';
+
+/** The hub's side of the relationship, so a subscriber can hand transport events back to it. */
+export interface SubscriberOwner {
+  drained(subscriber: Subscriber): void;
+  detach(subscriber: Subscriber, reason: CloseReason): void;
+}
+
+/**
+ * One open stream. Between registration and the end of its replay it is `replaying`: live events
+ * collect in its outbox but are not written, so the history it is sent and the live events that
+ * follow meet without a gap or a duplicate.
+ */
+export class Subscriber {
+  readonly id: string;
+  readonly tenant: string;
+  /** What it asked for; changed only through the hub, which keeps its index in step. */
+  selectors: readonly Selector[];
+  readonly filter: EventFilter | undefined;
+  readonly grants: readonly Selector[];
+  readonly permissions: ReadonlySet<string>;
+  readonly subject: string | undefined;
+  readonly expiresAt: number;
+  readonly sink: Sink;
+  readonly outbox = new Outbox();
+  readonly openedAt: number;
+  /** When the lifetime limit ends this stream; Infinity without one. */
+  readonly deadline: number;
+  state: SubscriberState = 'replaying';
+  /** The sink refused more; nothing is written until it drains. */
+  blocked = false;
+  /** Waiting in the hub's flush list. */
+  dirty = false;
+  /** In the hub's index: from registration (once the broker runs) until it closes. */
+  indexed = false;
+  /** The last dispatch this subscriber was considered for: one event reaches it once, whatever its topics. */
+  stamp = 0;
+  /** Events dropped by `drop-oldest` and not yet reported with a `herald.gap`. */
+  dropped = 0;
+  lastSentId: string | undefined;
+  lastWriteAt: number;
+  lastEventAt: number;
+  /** While replaying: the last log position the replay must reach. */
+  replayUntil = '';
+  /** The client already has everything up to this position (it resumed ahead of this node's feed). */
+  skipThrough: string | undefined;
+  /** `herald.reauth` has been sent. */
+  warnedOfExpiry = false;
+  readonly onClose: (() => void) | undefined;
+  private readonly owner: SubscriberOwner;
+  private drainWaiters: (() => void)[] | undefined;
+
+  constructor(
+    id: string,
+    subscription: Subscription,
+    sink: Sink,
+    owner: SubscriberOwner,
+    now: number,
+    deadline: number,
+  ) {
+    this.id = id;
+    this.tenant = subscription.tenant;
+    this.selectors = subscription.selectors;
+    this.filter = subscription.filter;
+    this.grants = subscription.grants;
+    this.permissions = new Set(subscription.permissions);
+    this.subject = subscription.subject;
+    this.expiresAt = subscription.expiresAt ?? Number.POSITIVE_INFINITY;
+    this.onClose = subscription.onClose;
+    this.sink = sink;
+    this.owner = owner;
+    this.openedAt = now;
+    this.lastWriteAt = now;
+    this.lastEventAt = now;
+    this.deadline = deadline;
+  }
+
+  /** A getter, so checks after an `await` are not narrowed away by the compiler. */
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** For live events the index has already matched the topic: only the filter and visibility remain. */
+  accepts(event: HeraldEvent): boolean {
+    return (this.filter === undefined || this.filter.accepts(event)) && canSee(this.grants, event);
+  }
+
+  /** The full test, for events read back from the log. */
+  wants(event: HeraldEvent): boolean {
+    return (
+      (event.tenant === this.tenant || this.tenant === ALL_TENANTS) &&
+      anyMatch(this.selectors, event.topics) &&
+      this.accepts(event)
+    );
+  }
+
+  write(chunks: readonly Uint8Array[], now: number): boolean {
+    if (this.state === 'closed') return false;
+    this.lastWriteAt = now;
+    if (!this.sink.write(chunks)) this.blocked = true;
+    return !this.blocked;
+  }
+
+  /** Resolves once the sink has room again (or the stream is gone). */
+  waitForDrain(): Promise<void> {
+    if (!this.blocked || this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drainWaiters ??= [];
+      this.drainWaiters.push(resolve);
+    });
+  }
+
+  /** Transport: the sink has room again. */
+  drained(): void {
+    if (!this.blocked) return;
+    this.blocked = false;
+    this.releaseWaiters();
+    this.owner.drained(this);
+  }
+
+  /** Transport: the client went away. */
+  closed(): void {
+    this.owner.detach(this, 'client');
+  }
+
+  /** Hub: this stream is over; wake anything waiting on it. */
+  markClosed(): void {
+    this.state = 'closed';
+    this.outbox.clear();
+    this.releaseWaiters();
+  }
+
+  private releaseWaiters(): void {
+    const waiters = this.drainWaiters;
+    if (waiters === undefined) return;
+    this.drainWaiters = undefined;
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Broker } from '../../src/brokers/broker.ts';
+import { HeraldError } from '../../src/core/errors.ts';
+import type { EventDraft, HeraldEvent } from '../../src/core/event.ts';
+
+/**
+ * What every broker promises the hub, as one suite each implementation runs against a real
+ * backend. A log is a fresh namespace on that backend; `node()` gives another broker on the same
+ * log, as another Herald node would have.
+ */
+export interface Backend {
+  readonly name: string;
+  /** Whether several nodes can share one log (false for the in-process memory broker). */
+  readonly shared: boolean;
+  newLog(options?: { maxEvents?: number; maxAgeMs?: number }): Promise<Log>;
+}
+
+export interface Log {
+  node(): Broker;
+  /** Closes every node made and removes what the log left on the backend. */
+  cleanup(): Promise<void>;
+}
+
+export const draft = (data: string, extra: Partial<EventDraft> = {}): EventDraft => ({
+  topics: ['t'],
+  data,
+  tenant: '',
+  priority: 'normal',
+  time: Date.now(),
+  ...extra,
+});
+
+const ids = (events: readonly HeraldEvent[]) => events.map((event) => event.id);
+const datas = (events: readonly HeraldEvent[]) => events.map((event) => event.data);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A started node and everything its feed has delivered. */
+async function feeding(log: Log): Promise<{ broker: Broker; fed: HeraldEvent[]; head: string }> {
+  const broker = log.node();
+  const fed: HeraldEvent[] = [];
+  const head = await broker.start((events) => fed.push(...events));
+  return { broker, fed, head };
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+export function brokerContract(backend: Backend): void {
+  describe(`${backend.name} broker contract`, () => {
+    const withLog = (
+      name: string,
+      options: Parameters<Backend['newLog']>[0],
+      body: (log: Log) => Promise<void>,
+    ) =>
+      test(name, async () => {
+        const log = await backend.newLog(options);
+        try {
+          await body(log);
+        } finally {
+          await log.cleanup();
+        }
+      });
+
+    withLog('appends get ids in log order, and the feed gives each one once, in order', {}, async (log) => {
+      const { broker, fed, head } = await feeding(log);
+      const first = await broker.append([draft('a'), draft('b')]);
+      const second = await broker.append([draft('c')]);
+      const all = [...first, ...second];
+      assert.equal(new Set(ids(all)).size, 3);
+      for (let i = 1; i < all.length; i++) {
+        assert.ok(
+          broker.compare((all[i - 1] as HeraldEvent).pos, (all[i] as HeraldEvent).pos) < 0,
+          'increasing',
+        );
+      }
+      assert.ok(broker.compare(head, (all[0] as HeraldEvent).pos) < 0, 'the head precedes what follows');
+      await until(() => fed.length >= 3, 'the feed');
+      await sleep(50);
+      assert.deepEqual(ids(fed), ids(all));
+      assert.deepEqual(datas(fed), ['a', 'b', 'c']);
+    });
+
+    withLog('every field of an event survives the log', {}, async (log) => {
+      const { broker, fed } = await feeding(log);
+      const full = draft('line 1\nline 2 · Zürich 🎉', {
+        topics: ['orders/1', 'alt'],
+        type: 'ai-score',
+        tenant: 'acme',
+        private: true,
+        tags: { vin: '1ABC', dealerId: 'S1' },
+        key: 'tile-1',
+        priority: 'high',
+        retry: 2500,
+        id: 'urn:chosen:1',
+        redact: { '/card': 'billing' },
+        time: Date.now() - 1234,
+      });
+      const [appended] = await broker.append([full]);
+      await until(() => fed.length >= 1, 'the feed');
+      const [read] = await broker.read(null, appended?.pos ?? '', 10);
+      for (const event of [appended, fed[0], read]) {
+        assert.ok(event);
+        assert.equal(event.id, 'urn:chosen:1');
+        const { id: _id, ...rest } = full;
+        for (const [field, value] of Object.entries(rest)) {
+          assert.deepEqual((event as unknown as Record<string, unknown>)[field], value, field);
+        }
+      }
+      const [plain] = await broker.append([draft('plain')]);
+      assert.equal(plain?.priority, 'normal');
+      assert.equal(plain?.type, undefined);
+      assert.equal(plain?.id, plain?.pos);
+    });
+
+    withLog('read returns what follows a position, up to until and a limit', {}, async (log) => {
+      const { broker, head } = await feeding(log);
+      const events = await broker.append(['1', '2', '3', '4', '5'].map((d) => draft(d)));
+      const pos = (i: number) => (events[i] as HeraldEvent).pos;
+      assert.deepEqual(ids(await broker.read(head, pos(4), 10)), ids(events));
+      assert.deepEqual(ids(await broker.read(pos(1), pos(4), 2)), ids(events.slice(2, 4)));
+      assert.deepEqual(ids(await broker.read(head, pos(2), 10)), ids(events.slice(0, 3)));
+      assert.deepEqual(ids(await broker.read(null, pos(4), 10)), ids(events));
+      assert.deepEqual(ids(await broker.read(pos(4), pos(4), 10)), []);
+    });
+
+    withLog('locate: found for what the log has, unknown for what it never had', {}, async (log) => {
+      const { broker, head } = await feeding(log);
+      const events = await broker.append([draft('a'), draft('b', { id: 'chosen-b' })]);
+      assert.deepEqual(await broker.locate((events[0] as HeraldEvent).id), {
+        kind: 'found',
+        pos: events[0]?.pos,
+      });
+      assert.deepEqual(await broker.locate('chosen-b'), { kind: 'found', pos: events[1]?.pos });
+      assert.deepEqual(await broker.locate(head), { kind: 'found', pos: head });
+      for (const id of ['', 'garbage', 'never-issued', '99999999999999-0', '123456789']) {
+        const location = await broker.locate(id);
+        assert.notEqual(location.kind, 'found', JSON.stringify(id));
+      }
+    });
+
+    withLog(
+      'history is bounded by count: what fell out is expired, the rest is replayable',
+      { maxEvents: 3 },
+      async (log) => {
+        const { broker, head } = await feeding(log);
+        const events: HeraldEvent[] = [];
+        for (const d of ['1', '2', '3', '4', '5', '6']) events.push(...(await broker.append([draft(d)])));
+        const last = events.at(-1) as HeraldEvent;
+        const kept = await broker.read(null, last.pos, 100);
+        // Brokers may trim lazily (Redis MAXLEN ~, JetStream): at least the bound is kept, and the oldest are gone.
+        assert.ok(kept.length >= 3 && kept.length < 6, `kept ${kept.length}`);
+        assert.deepEqual(ids(kept), ids(events.slice(6 - kept.length)));
+        assert.equal((await broker.locate(head)).kind, 'expired');
+        assert.equal((await broker.locate((events[0] as HeraldEvent).id)).kind, 'expired');
+        const lastKeptPredecessor = events[6 - kept.length - 1] as HeraldEvent;
+        assert.deepEqual(await broker.locate(lastKeptPredecessor.id), {
+          kind: 'found',
+          pos: lastKeptPredecessor.pos,
+        });
+        const stats = await broker.history();
+        assert.equal(stats.size, kept.length);
+        assert.equal(stats.maxSize, 3);
+        assert.equal(stats.oldestId, kept[0]?.id);
+        assert.equal(stats.newestId, last.id);
+      },
+    );
+
+    withLog('history is bounded by age', { maxAgeMs: 1000 }, async (log) => {
+      const { broker } = await feeding(log);
+      const [old] = await broker.append([draft('old')]);
+      await sleep(1600);
+      const [fresh] = await broker.append([draft('fresh')]);
+      let kept: HeraldEvent[] = [];
+      for (let i = 0; i < 40; i++) {
+        kept = await broker.read(null, fresh?.pos ?? '', 10);
+        if (kept.length === 1) break;
+        await sleep(100);
+      }
+      assert.deepEqual(ids(kept), [fresh?.id]);
+      assert.deepEqual(
+        await broker.locate(old?.id ?? ''),
+        { kind: 'found', pos: old?.pos },
+        'replay after old: fresh is all there is',
+      );
+    });
+
+    withLog('a publisher-chosen id is unique: a duplicate is 409 and appends nothing', {}, async (log) => {
+      const { broker, fed } = await feeding(log);
+      await broker.append([draft('a', { id: 'dup' })]);
+      await assert.rejects(
+        broker.append([draft('b'), draft('c', { id: 'dup' })]),
+        (error: unknown) =>
+          error instanceof HeraldError && error.status === 409 && /"dup"/.test(error.detail),
+      );
+      await assert.rejects(broker.append([draft('d', { id: 'x' }), draft('e', { id: 'x' })]), /already/);
+      await sleep(100);
+      assert.deepEqual(datas(fed), ['a']);
+      const stats = await broker.history();
+      assert.equal(stats.size, 1);
+    });
+
+    withLog('close stops the feed', {}, async (log) => {
+      const { broker, fed } = await feeding(log);
+      await broker.append([draft('before')]);
+      await until(() => fed.length === 1, 'the feed');
+      await broker.close();
+      const other = log.node();
+      await other.start(() => {});
+      await other.append([draft('after')]).catch(() => {});
+      await sleep(200);
+      assert.deepEqual(datas(fed), ['before']);
+    });
+
+    if (!backend.shared) return;
+
+    withLog(
+      'every node is fed every event of the log once, in the same order, whoever appended it',
+      {},
+      async (log) => {
+        const a = await feeding(log);
+        const b = await feeding(log);
+        const c = await feeding(log);
+        const appended: HeraldEvent[] = [];
+        await Promise.all(
+          [a, b, c].map(async (node, n) => {
+            for (let i = 0; i < 20; i++) appended.push(...(await node.broker.append([draft(`n${n}-${i}`)])));
+          }),
+        );
+        await until(() => [a, b, c].every((node) => node.fed.length >= 60), 'all feeds', 10_000);
+        await sleep(100);
+        const order = ids(a.fed);
+        assert.equal(new Set(order).size, 60);
+        assert.deepEqual(ids(b.fed), order);
+        assert.deepEqual(ids(c.fed), order);
+        assert.deepEqual([...order].sort(), ids(appended).sort());
+        for (let i = 1; i < a.fed.length; i++) {
+          assert.ok(a.broker.compare((a.fed[i - 1] as HeraldEvent).pos, (a.fed[i] as HeraldEvent).pos) < 0);
+        }
+        // What one node appended, another locates and replays.
+        const some = appended[7] as HeraldEvent;
+        assert.deepEqual(await c.broker.locate(some.id), { kind: 'found', pos: some.pos });
+      },
+    );
+
+    withLog(
+      'a node started later reads what came before it, and is fed only what comes after',
+      {},
+      async (log) => {
+        const early = await feeding(log);
+        const before = await early.broker.append([draft('before')]);
+        const late = await feeding(log);
+        await late.broker.append([draft('after')]);
+        await until(() => late.fed.length >= 1 && early.fed.length >= 2, 'the feeds');
+        await sleep(50);
+        assert.deepEqual(datas(late.fed), ['after']);
+        assert.deepEqual(ids(await late.broker.read(null, late.head, 10)), ids(before));
+      },
+    );
+  });
+}

@@ -1,0 +1,21 @@
+import type { Broker } from '../../src/brokers/broker.ts';
+import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { brokerContract } from './contract.ts';
+
+brokerContract({
+  name: 'memory',
+  shared: false,
+  async newLog(options = {}) {
+    const nodes: Broker[] = [];
+    return {
+      node() {
+        const broker = new MemoryBroker(options);
+        nodes.push(broker);
+        return broker;
+      },
+      async cleanup() {
+        await Promise.all(nodes.map((node) => node.close()));
+      },
+    };
+  },
+});
