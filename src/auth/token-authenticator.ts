@@ -1,0 +1,108 @@
+import { HeraldError } from '../core/errors.ts';
+import type { Principal } from '../core/principal.ts';
+import type { HttpRequest } from '../http/request.ts';
+import { principalFromClaims } from './claims.ts';
+import type { JwtVerifier } from './jwt.ts';
+
+export type Action = 'subscribe' | 'publish' | 'stats';
+
+/** Decides who a request comes from; throws a 401/403 HeraldError to refuse it. */
+export type Authenticator = (request: HttpRequest, action: Action) => Principal | Promise<Principal>;
+
+export interface TokenAuthOptions {
+  readonly verifier: JwtVerifier;
+  /** The cookie a browser page may carry its token in. Default `herald_token`. */
+  readonly cookieName?: string;
+  /** Let requests without a token subscribe, to public events only. Default false. */
+  readonly anonymous?: boolean;
+}
+
+/** No credential: public events of the default tenant, nothing else. */
+export const ANONYMOUS: Principal = Object.freeze({
+  tenant: '',
+  subscribe: [],
+  publish: [],
+  admin: false,
+  permissions: [],
+});
+
+const CHALLENGE = 'Bearer realm="herald"';
+
+/**
+ * JWT authentication. The token is taken from `Authorization: Bearer`, else the cookie, else the
+ * `access_token` query parameter (native EventSource cannot set headers). An invalid token is
+ * refused even where anonymous access is allowed: a client that sent one expects its rights.
+ */
+export function tokenAuthenticator(options: TokenAuthOptions): Authenticator {
+  const cookieName = options.cookieName ?? 'herald_token';
+  return async (request, action) => {
+    const found = findToken(request, cookieName);
+    if (found === undefined) {
+      if (options.anonymous === true && action === 'subscribe') return ANONYMOUS;
+      throw new HeraldError(
+        401,
+        'token-required',
+        `a token is required: send "Authorization: Bearer <jwt>", a ${cookieName} cookie, or ?access_token=<jwt>`,
+        { headers: { 'www-authenticate': CHALLENGE } },
+      );
+    }
+    let verified: Awaited<ReturnType<JwtVerifier['verify']>>;
+    try {
+      verified = await options.verifier.verify(found.token);
+    } catch (error) {
+      // RFC 6750 §3: a refused token is answered with a challenge naming the error.
+      if (error instanceof HeraldError && error.status === 401) {
+        throw new HeraldError(401, error.code, error.detail, {
+          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
+        });
+      }
+      throw error;
+    }
+    try {
+      return principalFromClaims(verified.claims, verified.expiresAt, found.via);
+    } catch (error) {
+      if (error instanceof HeraldError) {
+        throw new HeraldError(401, error.code, error.detail, {
+          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
+        });
+      }
+      throw error;
+    }
+  };
+}
+
+function findToken(
+  request: HttpRequest,
+  cookieName: string,
+): { token: string; via: Principal['via'] } | undefined {
+  const authorization = request.header('authorization');
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (match === null) {
+      throw new HeraldError(401, 'token-malformed', 'the Authorization header must be "Bearer <jwt>"', {
+        headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_request"` },
+      });
+    }
+    return { token: match[1] as string, via: 'header' };
+  }
+  const cookie = readCookie(request.header('cookie'), cookieName);
+  if (cookie !== undefined) return { token: cookie, via: 'cookie' };
+  const query = request.query.get('access_token');
+  if (query) return { token: query, via: 'query' };
+  return undefined;
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=');
+    if (equals === -1 || pair.slice(0, equals).trim() !== name) continue;
+    const value = pair.slice(equals + 1).trim();
+    try {
+      return decodeURIComponent(value) || undefined;
+    } catch {
+      return value || undefined;
+    }
+  }
+  return undefined;
+}
