@@ -1,0 +1,358 @@
+import { HeraldError } from '../core/errors.ts';
+
+/**
+ * Admission limits, checked on each node for every request. All of them are O(1) per check, use
+ * no timers, and hold memory only for keys that are currently "in debt" (a bucket that is not
+ * full, a stream that is open), so a flood of distinct IPs cannot grow them without bound.
+ */
+export interface LimitOptions {
+  /**
+   * New connections (any request) per IP: a token bucket. Default 100/s, burst 1 000: a page,
+   * or a thousand clients behind one proxy reconnecting together, get through; a loop does not.
+   * 0 disables.
+   */
+  readonly connectionsPerSecondPerIp?: number;
+  readonly connectionBurstPerIp?: number;
+  /**
+   * Open streams at once. Defaults: 1 000 per subject; per IP and per tenant off, because every
+   * client behind a reverse proxy shares its IP and a tenant's size is the deployment's business.
+   * 0 disables each.
+   */
+  readonly streamsPerIp?: number;
+  readonly streamsPerSubject?: number;
+  readonly streamsPerTenant?: number;
+  /**
+   * Events published per second per subject: a token bucket over events, not requests, so a
+   * batch of 500 costs 500. Default 10 000/s, burst 20 000. 0 disables.
+   */
+  readonly publishesPerSecondPerSubject?: number;
+  readonly publishBurstPerSubject?: number;
+  /**
+   * How many IPs (and, separately, publishing subjects) are remembered at most. Only buckets
+   * that are not full are kept at all, and idle ones are swept as requests arrive; this cap is
+   * the hard bound for a flood of distinct IPs. Past it the least recently seen IP is forgotten,
+   * which gives it a fresh bucket: the limiter fails open rather than refusing newcomers.
+   * Default 50 000 (a few MiB).
+   */
+  readonly maxTrackedKeys?: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<Required<LimitOptions>> = {
+  connectionsPerSecondPerIp: 100,
+  connectionBurstPerIp: 1_000,
+  streamsPerIp: 0,
+  streamsPerSubject: 1_000,
+  streamsPerTenant: 0,
+  publishesPerSecondPerSubject: 10_000,
+  publishBurstPerSubject: 20_000,
+  maxTrackedKeys: 50_000,
+};
+
+/** Retry-After for a refused stream: nothing tells us when a slot frees up, so a short, fixed wait. */
+const STREAM_RETRY_AFTER_SEC = 5;
+
+/** Floating-point slack, so waiting exactly the advertised time always suffices. */
+const EPSILON = 1e-9;
+
+/** How many of the least recently used buckets each check looks at to forget full ones. */
+const SWEEP_PER_CHECK = 2;
+
+interface Bucket {
+  readonly key: string;
+  tokens: number;
+  /** When `tokens` was computed (ms, from the injected clock). */
+  at: number;
+  /** Neighbours in least-recently-used order. */
+  older: Bucket | undefined;
+  newer: Bucket | undefined;
+}
+
+/**
+ * Lazy token buckets keyed by IP or subject. A full bucket is the same as no bucket, so only
+ * buckets below their burst are stored. They are also chained in least-recently-used order, so
+ * the oldest ones are the idlest: each check forgets up to two of them once they have refilled,
+ * and the size cap evicts from there too. (A linked list rather than the Map's own order: V8
+ * leaves deleted Map entries in place until it rehashes, so iterating from the front after many
+ * deletions is not O(1).)
+ */
+class BucketMap {
+  private readonly buckets = new Map<string, Bucket>();
+  private oldest: Bucket | undefined;
+  private newest: Bucket | undefined;
+  private readonly perMs: number;
+  private readonly burst: number;
+  private readonly maxKeys: number;
+  /** Buckets forgotten before they refilled because the map was at its cap. */
+  evicted = 0;
+
+  constructor(perSecond: number, burst: number, maxKeys: number) {
+    this.perMs = perSecond / 1000;
+    this.burst = burst;
+    this.maxKeys = maxKeys;
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Takes `n` tokens for `key`. Returns 0 when they were taken, else the ms until `n` are there. */
+  take(key: string, n: number, now: number): number {
+    let bucket = this.buckets.get(key);
+    let tokens = this.burst;
+    if (bucket !== undefined) {
+      tokens = this.level(bucket, now);
+      this.unlink(bucket);
+    }
+    const wait = tokens + EPSILON >= n ? 0 : (n - tokens) / this.perMs;
+    if (wait === 0) tokens -= n;
+    this.sweep(now);
+    if (tokens + EPSILON >= this.burst) {
+      if (bucket !== undefined) this.buckets.delete(key);
+      return wait;
+    }
+    if (bucket === undefined) {
+      if (this.buckets.size >= this.maxKeys && this.oldest !== undefined) {
+        this.forget(this.oldest);
+        this.evicted++;
+      }
+      bucket = { key, tokens, at: now, older: undefined, newer: undefined };
+      this.buckets.set(key, bucket);
+    } else {
+      bucket.tokens = tokens;
+      bucket.at = now;
+    }
+    this.append(bucket);
+    return wait;
+  }
+
+  /** Tokens in the bucket at `now`: lazily refilled from the time elapsed, never past the burst. */
+  private level(bucket: Bucket, now: number): number {
+    return Math.min(this.burst, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs);
+  }
+
+  /** Forgets the least recently used buckets that have refilled by now, stopping at one that has not. */
+  private sweep(now: number): void {
+    for (let i = 0; i < SWEEP_PER_CHECK; i++) {
+      const bucket = this.oldest;
+      if (bucket === undefined || this.level(bucket, now) + EPSILON < this.burst) return;
+      this.forget(bucket);
+    }
+  }
+
+  private forget(bucket: Bucket): void {
+    this.unlink(bucket);
+    this.buckets.delete(bucket.key);
+  }
+
+  private append(bucket: Bucket): void {
+    bucket.older = this.newest;
+    bucket.newer = undefined;
+    if (this.newest === undefined) this.oldest = bucket;
+    else this.newest.newer = bucket;
+    this.newest = bucket;
+  }
+
+  private unlink(bucket: Bucket): void {
+    if (bucket.older === undefined) this.oldest = bucket.newer;
+    else bucket.older.newer = bucket.newer;
+    if (bucket.newer === undefined) this.newest = bucket.older;
+    else bucket.newer.older = bucket.older;
+    bucket.older = undefined;
+    bucket.newer = undefined;
+  }
+}
+
+/** Open-stream counts by key; a key at zero is deleted, so memory follows the open streams. */
+class Counts {
+  private readonly counts = new Map<string, number>();
+
+  get size(): number {
+    return this.counts.size;
+  }
+
+  get(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+
+  add(key: string): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const count = (this.counts.get(key) ?? 0) - 1;
+    if (count > 0) this.counts.set(key, count);
+    else this.counts.delete(key);
+  }
+
+  /** The `n` largest counts, largest first. */
+  top(n: number): Record<string, number> {
+    const entries = [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, n);
+    return Object.fromEntries(entries);
+  }
+}
+
+const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000 - EPSILON));
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function rate(options: LimitOptions, key: keyof LimitOptions): number {
+  const value = options[key] ?? DEFAULT_LIMITS[key];
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${key} is ${value}; use a number of 0 or more (0 disables the limit)`);
+  }
+  return value;
+}
+
+function burst(options: LimitOptions, key: keyof LimitOptions, enabled: boolean): number {
+  const value = options[key] ?? DEFAULT_LIMITS[key];
+  if (enabled && (!Number.isFinite(value) || value < 1)) {
+    throw new RangeError(`${key} is ${value}; use a number of 1 or more`);
+  }
+  return value;
+}
+
+function count(options: LimitOptions, key: keyof LimitOptions, min: number): number {
+  const value = options[key] ?? DEFAULT_LIMITS[key];
+  if (!Number.isInteger(value) || value < min) {
+    throw new RangeError(`${key} is ${value}; use a whole number of ${min} or more`);
+  }
+  return value;
+}
+
+export class Limits {
+  private readonly now: () => number;
+  private readonly connections: BucketMap | undefined;
+  private readonly publishes: BucketMap | undefined;
+  private readonly publishBurst: number;
+  private readonly maxPerIp: number;
+  private readonly maxPerSubject: number;
+  private readonly maxPerTenant: number;
+  private readonly streamsByIp = new Counts();
+  private readonly streamsBySubject = new Counts();
+  private readonly streamsByTenant = new Counts();
+  private openStreams = 0;
+  private readonly rejected = { connections: 0, streams: 0, publishes: 0 };
+
+  constructor(options: LimitOptions = {}, now: () => number = Date.now) {
+    this.now = now;
+    const maxKeys = count(options, 'maxTrackedKeys', 1);
+    const connectionRate = rate(options, 'connectionsPerSecondPerIp');
+    const connectionBurst = burst(options, 'connectionBurstPerIp', connectionRate > 0);
+    this.connections =
+      connectionRate > 0 ? new BucketMap(connectionRate, connectionBurst, maxKeys) : undefined;
+    const publishRate = rate(options, 'publishesPerSecondPerSubject');
+    this.publishBurst = burst(options, 'publishBurstPerSubject', publishRate > 0);
+    this.publishes = publishRate > 0 ? new BucketMap(publishRate, this.publishBurst, maxKeys) : undefined;
+    this.maxPerIp = count(options, 'streamsPerIp', 0);
+    this.maxPerSubject = count(options, 'streamsPerSubject', 0);
+    this.maxPerTenant = count(options, 'streamsPerTenant', 0);
+  }
+
+  /** Takes one token from the IP's connection bucket; throws 429 `too-many-connections` when it is empty. */
+  admitRequest(ip: string): void {
+    if (this.connections === undefined) return;
+    const wait = this.connections.take(ip, 1, this.now());
+    if (wait === 0) return;
+    this.rejected.connections++;
+    const retry = seconds(wait);
+    throw new HeraldError(
+      429,
+      'too-many-connections',
+      `this IP is making requests faster than the limit allows; wait ${plural(retry, 'second')} ` +
+        'before retrying, and reuse connections (one stream can carry many topics)',
+      { headers: { 'retry-after': String(retry) } },
+    );
+  }
+
+  /**
+   * Reserves a stream slot for the IP, the subject (`undefined` for anonymous streams, which only
+   * count against their IP and tenant) and the tenant. Throws 429 `too-many-streams` naming the
+   * limit that was reached; nothing is reserved then. The returned release function frees the
+   * slots; calling it again does nothing, so every close path may call it.
+   */
+  openStream(ip: string, subject: string | undefined, tenant: string): () => void {
+    const trackIp = this.maxPerIp > 0;
+    const trackSubject = this.maxPerSubject > 0 && subject !== undefined;
+    if (trackIp) {
+      const open = this.streamsByIp.get(ip);
+      if (open >= this.maxPerIp) throw this.tooManyStreams('this IP', open, this.maxPerIp);
+    }
+    if (trackSubject) {
+      const open = this.streamsBySubject.get(subject);
+      if (open >= this.maxPerSubject) throw this.tooManyStreams('this subject', open, this.maxPerSubject);
+    }
+    // Tenants are always counted (for /v1/stats); only the check is optional.
+    const tenantOpen = this.streamsByTenant.get(tenant);
+    if (this.maxPerTenant > 0 && tenantOpen >= this.maxPerTenant) {
+      throw this.tooManyStreams('this tenant', tenantOpen, this.maxPerTenant);
+    }
+    if (trackIp) this.streamsByIp.add(ip);
+    if (trackSubject) this.streamsBySubject.add(subject);
+    this.streamsByTenant.add(tenant);
+    this.openStreams++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (trackIp) this.streamsByIp.remove(ip);
+      if (trackSubject) this.streamsBySubject.remove(subject);
+      this.streamsByTenant.remove(tenant);
+      this.openStreams--;
+    };
+  }
+
+  /**
+   * Takes `events` tokens from the subject's publish bucket. Throws 429 `publish-rate-exceeded`
+   * with Retry-After = the seconds until the whole batch fits, or 413 `batch-too-large` when the
+   * batch is larger than the burst and so could never fit.
+   */
+  admitPublish(subject: string, events: number): void {
+    if (this.publishes === undefined || events <= 0) return;
+    if (events > this.publishBurst) {
+      this.rejected.publishes++;
+      throw new HeraldError(
+        413,
+        'batch-too-large',
+        `the batch has ${events} events; at most ${this.publishBurst} can be published at once ` +
+          `(the publish burst per subject); split it into smaller batches`,
+      );
+    }
+    const wait = this.publishes.take(subject, events, this.now());
+    if (wait === 0) return;
+    this.rejected.publishes++;
+    const retry = seconds(wait);
+    throw new HeraldError(
+      429,
+      'publish-rate-exceeded',
+      `this subject is publishing faster than the limit allows; this batch of ${plural(events, 'event')} ` +
+        `fits in ${plural(retry, 'second')}: retry then, or batch and slow down`,
+      { headers: { 'retry-after': String(retry) } },
+    );
+  }
+
+  /** Figures for /v1/stats. `streamsByTenant` lists the 10 tenants with the most open streams. */
+  snapshot(): Record<string, unknown> {
+    return {
+      trackedIps: this.connections?.size ?? 0,
+      trackedPublishers: this.publishes?.size ?? 0,
+      evictedBuckets: (this.connections?.evicted ?? 0) + (this.publishes?.evicted ?? 0),
+      openStreams: this.openStreams,
+      ipsWithStreams: this.streamsByIp.size,
+      subjectsWithStreams: this.streamsBySubject.size,
+      tenantsWithStreams: this.streamsByTenant.size,
+      streamsByTenant: this.streamsByTenant.top(10),
+      rejected: { ...this.rejected },
+    };
+  }
+
+  private tooManyStreams(who: string, open: number, limit: number): HeraldError {
+    this.rejected.streams++;
+    return new HeraldError(
+      429,
+      'too-many-streams',
+      `${who} already has ${plural(open, 'open stream')}; the limit is ${limit}. Close streams ` +
+        'that are no longer needed (one stream can carry many topics) before opening another',
+      { headers: { 'retry-after': String(STREAM_RETRY_AFTER_SEC) } },
+    );
+  }
+}

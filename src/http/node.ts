@@ -1,0 +1,207 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatBytes, HeraldError } from '../core/errors.ts';
+import type { Sink, Subscriber } from '../core/subscriber.ts';
+import type { Herald } from '../herald.ts';
+import type { HttpReply, HttpRequest } from './request.ts';
+import { handle, notFound, problemReply } from './routes.ts';
+
+export interface NodeHandlerOptions {
+  /** The path Herald is mounted under on a plain node:http server, e.g. `/realtime`. Express and
+   * Fastify strip their mount path themselves. */
+  readonly basePath?: string;
+}
+
+/** A `(req, res, next?)` handler for node:http, Express and Connect-style stacks. */
+export interface NodeHandler {
+  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  /**
+   * Ends every stream this handler has open, each with a jittered `retry:` hint (as
+   * `herald.close()` does), and leaves the hub running. A server's `close()` waits for open
+   * responses, and an event stream never ends by itself: call this first to shut a server down
+   * while the hub lives on (the Fastify plugin does it in `preClose`).
+   */
+  closeStreams(): void;
+}
+
+/**
+ * Mounts Herald on node:http or Express:
+ * `http.createServer(nodeHandler(herald))`, `app.use('/realtime', nodeHandler(herald))`.
+ * Paths that are not Herald's go to `next` when there is one, else get a 404 problem.
+ */
+export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): NodeHandler {
+  const basePath = (options.basePath ?? '').replace(/\/+$/, '');
+  const streams = new Set<Subscriber>();
+  const handler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void => {
+    const url = req.url ?? '/';
+    const queryStart = url.indexOf('?');
+    let path = queryStart === -1 ? url : url.slice(0, queryStart);
+    const outside = basePath !== '' && path !== basePath && !path.startsWith(`${basePath}/`);
+    if (!outside) path = path.slice(basePath.length) || '/';
+    const request = new NodeRequest(
+      req,
+      res,
+      path,
+      new URLSearchParams(queryStart === -1 ? '' : url.slice(queryStart + 1)),
+    );
+    const answer = outside ? Promise.resolve(undefined) : handle(herald, request);
+    answer
+      .then(
+        (reply) => {
+          if (reply === undefined && next !== undefined) next();
+          else send(req, res, reply ?? notFound(path), streams);
+        },
+        (error: unknown) => send(req, res, problemReply(error, herald), streams),
+      )
+      // Whatever fails while answering is this request's problem, never an unhandled rejection.
+      .catch((error: unknown) => {
+        herald.onError(error, 'request failed');
+        res.destroy();
+      });
+  };
+  return Object.assign(handler, {
+    closeStreams(): void {
+      for (const subscriber of [...streams]) herald.hub.end(subscriber, 'shutdown');
+    },
+  });
+}
+
+class NodeRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly remoteAddress: string | undefined;
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private aborted: AbortController | undefined;
+
+  constructor(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
+    this.req = req;
+    this.res = res;
+    this.remoteAddress = req.socket.remoteAddress;
+    this.method = req.method ?? 'GET';
+    this.path = path;
+    this.query = query;
+  }
+
+  /** Made on first use: only a long poll needs to know that its client left. */
+  get signal(): AbortSignal {
+    if (this.aborted === undefined) {
+      const controller = new AbortController();
+      this.aborted = controller;
+      this.res.once('close', () => {
+        if (!this.res.writableFinished) controller.abort();
+      });
+    }
+    return this.aborted.signal;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.req.headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+
+  async body(limit: number): Promise<Uint8Array> {
+    const req = this.req as IncomingMessage & { body?: unknown };
+    // A body parser mounted before Herald (express.json()) has already read the stream.
+    const parsed = req.readableEnded && req.body !== undefined;
+    if (parsed) {
+      const bytes =
+        typeof req.body === 'string' || req.body instanceof Uint8Array
+          ? Buffer.from(req.body)
+          : Buffer.from(JSON.stringify(req.body));
+      // The parser's own limit (express.json(): 100 KiB) is not Herald's: apply maxBodyBytes too.
+      if (bytes.length > limit) throw tooLarge(bytes.length, limit);
+      return bytes;
+    }
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) throw tooLarge(declared, limit);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) throw tooLarge(size, limit, 'over');
+        chunks.push(chunk);
+      }
+    } catch (error) {
+      if (error instanceof HeraldError) throw error;
+      // The client went away mid-upload ('aborted'): its request, not a failure of the hub to log.
+      throw new HeraldError(400, 'body-incomplete', 'the connection closed before the whole body arrived', {
+        headers: { connection: 'close' },
+      });
+    }
+    return Buffer.concat(chunks, size);
+  }
+}
+
+function tooLarge(size: number, limit: number, qualifier = ''): HeraldError {
+  return new HeraldError(
+    413,
+    'body-too-large',
+    `the body is ${qualifier ? `${qualifier} ` : ''}${formatBytes(size)}; the limit is ${formatBytes(limit)}`,
+    // The rest of the body is never read, so this connection cannot carry another request.
+    { headers: { connection: 'close' } },
+  );
+}
+
+function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, streams: Set<Subscriber>): void {
+  if (res.headersSent || res.destroyed) {
+    if (reply.kind === 'stream') reply.discard();
+    return;
+  }
+  if (reply.kind === 'response') {
+    res.writeHead(reply.status, reply.headers);
+    res.end(reply.body);
+    return;
+  }
+  // Connection headers are forbidden on HTTP/2.
+  res.writeHead(
+    200,
+    req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : reply.headers,
+  );
+  req.socket.setTimeout(0);
+  req.socket.setNoDelay(true);
+  const subscriber = reply.open(new NodeSink(res));
+  streams.add(subscriber);
+  res.on('drain', () => subscriber.drained());
+  res.on('close', () => {
+    streams.delete(subscriber);
+    subscriber.closed();
+  });
+}
+
+/** Writes frames to a ServerResponse; several frames go out as one write. */
+class NodeSink implements Sink {
+  private readonly res: ServerResponse & { flush?: () => void };
+
+  constructor(res: ServerResponse) {
+    this.res = res;
+  }
+
+  write(chunks: readonly Uint8Array[]): boolean {
+    const res = this.res;
+    if (res.destroyed) return false;
+    if (chunks.length === 1) res.write(chunks[0] as Uint8Array);
+    else {
+      // Corking the socket, not the response: a corked chunked response still makes one system
+      // call (and, with no-delay, one packet) per piece; a corked socket makes one writev.
+      const socket = res.socket;
+      socket?.cork();
+      for (const chunk of chunks) res.write(chunk);
+      socket?.uncork();
+    }
+    // Compression middleware that ignored `no-transform` still gets each batch out now.
+    res.flush?.();
+    // Not write()'s return value: uncork() may already have emitted 'drain', and waiting for
+    // another one would stall this stream for good.
+    return !res.writableNeedDrain;
+  }
+
+  end(): void {
+    this.res.end();
+  }
+
+  destroy(): void {
+    this.res.destroy();
+  }
+}

@@ -1,0 +1,191 @@
+import { formatBytes, HeraldError } from '../core/errors.ts';
+import type { Sink, Subscriber } from '../core/subscriber.ts';
+import type { Herald } from '../herald.ts';
+import type { HttpReply, HttpRequest, HttpStream } from './request.ts';
+import { handle, notFound, problemReply } from './routes.ts';
+
+export interface WebHandlerOptions {
+  /** The path Herald is mounted under, e.g. `/api/herald` for `app/api/herald/[...path]/route.ts`. */
+  readonly basePath?: string;
+  /**
+   * The client's IP address, for per-IP limits. A Request does not carry it: pass what your
+   * server knows (Hono on Node: `c.env.incoming.socket.remoteAddress`; behind a proxy you
+   * trust, the first address of its forwarded header). Without it, per-IP limits do not apply.
+   */
+  readonly clientAddress?: (request: Request) => string | undefined;
+}
+
+/** Bytes a stream may hold before the hub waits for the reader. */
+const STREAM_HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * A web-standard `(Request) => Promise<Response>` handler, for Next.js App Router route
+ * handlers, Hono, Bun, Deno and anything else built on the Fetch API.
+ */
+export function webHandler(
+  herald: Herald,
+  options: WebHandlerOptions = {},
+): (request: Request) => Promise<Response> {
+  const basePath = (options.basePath ?? '').replace(/\/+$/, '');
+  return async (request) => {
+    const url = new URL(request.url);
+    let path = url.pathname;
+    // Outside the base path nothing is Herald's: `/v1/events` at the root must not open a stream
+    // when Herald lives under `/api/herald`.
+    const outside = basePath !== '' && path !== basePath && !path.startsWith(`${basePath}/`);
+    if (!outside) path = path.slice(basePath.length) || '/';
+    let reply: HttpReply;
+    try {
+      reply =
+        (outside
+          ? undefined
+          : await handle(
+              herald,
+              new WebRequest(request, path, url.searchParams, options.clientAddress?.(request)),
+            )) ?? notFound(path);
+    } catch (error) {
+      reply = problemReply(error, herald);
+    }
+    if (reply.kind === 'response') {
+      const body = request.method === 'HEAD' ? null : reply.body;
+      return new Response(body, { status: reply.status, headers: reply.headers });
+    }
+    return new Response(openStream(reply, request.signal), { status: 200, headers: reply.headers });
+  };
+}
+
+class WebRequest implements HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly remoteAddress: string | undefined;
+  readonly signal: AbortSignal;
+  private readonly request: Request;
+
+  constructor(request: Request, path: string, query: URLSearchParams, remoteAddress: string | undefined) {
+    this.request = request;
+    this.remoteAddress = remoteAddress;
+    this.signal = request.signal;
+    this.method = request.method;
+    this.path = path;
+    this.query = query;
+  }
+
+  header(name: string): string | undefined {
+    return this.request.headers.get(name) ?? undefined;
+  }
+
+  async body(limit: number): Promise<Uint8Array> {
+    const declared = Number(this.request.headers.get('content-length'));
+    if (declared > limit) throw tooLarge(declared, limit);
+    if (this.request.body === null) return new Uint8Array();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = this.request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        await reader.cancel();
+        throw tooLarge(size, limit, 'over ');
+      }
+      chunks.push(value);
+    }
+    const body = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    return body;
+  }
+}
+
+const tooLarge = (size: number, limit: number, qualifier = '') =>
+  new HeraldError(
+    413,
+    'body-too-large',
+    `the body is ${qualifier}${formatBytes(size)}; the limit is ${formatBytes(limit)}`,
+  );
+
+/**
+ * The stream's queue is the socket buffer of the web world: `desiredSize` says when it is full
+ * and `pull` when the reader has taken enough to want more.
+ */
+function openStream(reply: HttpStream, signal: AbortSignal): ReadableStream<Uint8Array> {
+  let subscriber: Subscriber | undefined;
+  let sink: StreamSink | undefined;
+  // The client left (request.signal): forget the subscriber and end the body, so a server that
+  // does not cancel it by itself does not keep a dead stream.
+  const abort = () => {
+    subscriber?.closed();
+    sink?.end();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        // Aborted while the request was authenticated: nobody will ever read or cancel this body.
+        if (signal.aborted) {
+          reply.discard();
+          controller.close();
+          return;
+        }
+        sink = new StreamSink(controller, () => signal.removeEventListener('abort', abort));
+        signal.addEventListener('abort', abort, { once: true });
+        subscriber = reply.open(sink);
+      },
+      pull() {
+        subscriber?.drained();
+      },
+      cancel() {
+        signal.removeEventListener('abort', abort);
+        subscriber?.closed();
+      },
+    },
+    { highWaterMark: STREAM_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },
+  );
+}
+
+class StreamSink implements Sink {
+  private readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Called once the stream is over, whoever ended it. */
+  private readonly onEnd: () => void;
+  private open = true;
+
+  constructor(controller: ReadableStreamDefaultController<Uint8Array>, onEnd: () => void) {
+    this.controller = controller;
+    this.onEnd = onEnd;
+  }
+
+  write(chunks: readonly Uint8Array[]): boolean {
+    if (!this.open) return false;
+    try {
+      for (const chunk of chunks) this.controller.enqueue(chunk);
+    } catch {
+      // The reader went away between our last check and now.
+      this.open = false;
+      this.onEnd();
+      return false;
+    }
+    return (this.controller.desiredSize ?? 0) > 0;
+  }
+
+  end(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.onEnd();
+    try {
+      this.controller.close();
+    } catch {
+      // Already cancelled by the reader.
+    }
+  }
+
+  destroy(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.onEnd();
+    this.controller.error(new Error('herald: stream closed, the client could not keep up'));
+  }
+}
