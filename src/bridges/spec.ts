@@ -1,0 +1,532 @@
+import type { PublishInput } from '../core/event.ts';
+
+/**
+ * Bridge specs: which Redis channels or NATS subjects feed Herald, and how each message becomes
+ * an event. One spec is one `--bridge` argument of `herald serve`:
+ *
+ * ```
+ * redis:merchant:*:progress -> merchants/{1}/progress tenant=merchantId type=type
+ * redis:merchant:*:* -> merchants/{1}/{2} tenant={1} type={2}
+ * nats:metrics.* -> companies/{companyId}/metrics/{1} tenant=companyId type='metric_updated'
+ * ```
+ *
+ * A value of tenant= or type= is a field name (`companyId`, `meta.org`), a fixed text in quotes
+ * (`'acme'`), or, when it contains a brace, a template like the topic's (`{1}`, `org-{1}`).
+ * `{source}` is reserved: a top-level field named "source" cannot be put into a template.
+ *
+ * Parsing is strict and happens once, at start: a spec that could never map a message (a
+ * capture the source has no wildcard for, an unclosed `[`, an unknown option) is refused with
+ * the reason and the syntax, rather than rejecting every message at run time.
+ */
+
+export const BRIDGE_SYNTAX =
+  "<source> [-> <topic template>] [tenant=<field>|'<fixed>'|<template>] [type=<field>|'<fixed>'|<template>] [id=<field>]" +
+  '; source: redis:<channel pattern> or nats:<subject>; in templates {1}, {2}… are the wildcard captures, {source} the channel or subject, {a.b} a field of the JSON body';
+
+/** `companyId`, `customer.id`: a (dotted) field of the JSON message body. */
+export interface FieldRef {
+  /** As written, for messages. */
+  readonly name: string;
+  readonly path: readonly string[];
+}
+
+/** Where the tenant or the type of an event comes from. */
+export type ValueRule =
+  | { readonly from: 'field'; readonly field: FieldRef }
+  | { readonly from: 'fixed'; readonly value: string }
+  /** `tenant={1}`, `type=po.{2}`: placeholders as in the topic template (seed 002 names the merchant only in the channel). */
+  | { readonly from: 'template'; readonly parts: readonly TemplatePart[] };
+
+export type TemplatePart =
+  | { readonly kind: 'text'; readonly text: string }
+  /** `{1}`: the n-th wildcard capture, from 1. */
+  | { readonly kind: 'capture'; readonly index: number }
+  /** `{source}`: the whole channel or subject. */
+  | { readonly kind: 'source' }
+  | { readonly kind: 'field'; readonly field: FieldRef };
+
+export interface BridgeSpec {
+  /** The spec in canonical form: what `--bridge` would need to recreate it, and what its identity is hashed from. */
+  readonly text: string;
+  readonly kind: 'redis' | 'nats';
+  /** Redis PSUBSCRIBE glob or NATS subject (with wildcards), without the `redis:`/`nats:` prefix. */
+  readonly pattern: string;
+  /** `redis:<pattern>` / `nats:<pattern>`: how reports name this bridge. */
+  readonly source: string;
+  /** How many capturing wildcards the source has: `*` for Redis; `*` and `>` for NATS. */
+  readonly wildcards: number;
+  /** The topic template; absent: the channel or subject itself is the topic. */
+  readonly topic?: readonly TemplatePart[];
+  /** Absent: the tenant `""`. */
+  readonly tenant?: ValueRule;
+  /** Absent: untyped events (SSE `message`). */
+  readonly type?: ValueRule;
+  /** The field holding a publisher-chosen event id. */
+  readonly id?: FieldRef;
+  /** Whether mapping reads fields of the body (which must then be a JSON object). */
+  readonly readsFields: boolean;
+  /** Redis only: the pattern as an anchored regular expression with a group per `*`. */
+  readonly matcher?: RegExp;
+}
+
+/** More wildcards than any sensible channel pattern has; bounds the cost of matching one. */
+const MAX_WILDCARDS = 16;
+const FIELD = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
+
+/** Parses one `--bridge` argument. Throws an Error that says what is wrong and shows the syntax. */
+export function parseBridgeSpec(input: string): BridgeSpec {
+  const fail = (problem: string): never => {
+    throw new Error(`bridge spec ${JSON.stringify(input)}: ${problem}\n  syntax: ${BRIDGE_SYNTAX}`);
+  };
+  const tokens = tokenize(input, fail);
+  const first = tokens.shift();
+  if (first === undefined) return fail('it is empty');
+  if (first.includes('->')) fail(`put spaces around "->"`);
+
+  const colon = first.indexOf(':');
+  const kind = first.slice(0, colon);
+  const pattern = first.slice(colon + 1);
+  if (colon < 0 || (kind !== 'redis' && kind !== 'nats')) {
+    fail(`the source ${JSON.stringify(first)} must start with "redis:" or "nats:"`);
+  }
+  if (pattern === '') fail(`the source has no ${kind === 'redis' ? 'channel pattern' : 'subject'}`);
+  let wildcards: number;
+  let matcher: RegExp | undefined;
+  if (kind === 'redis') {
+    const glob = compileGlob(pattern, fail);
+    matcher = glob.regex;
+    wildcards = glob.stars;
+  } else {
+    wildcards = checkSubject(pattern, fail);
+  }
+  if (wildcards > MAX_WILDCARDS) fail(`the source has ${wildcards} wildcards; the limit is ${MAX_WILDCARDS}`);
+
+  let topic: TemplatePart[] | undefined;
+  if (tokens[0] === '->') {
+    tokens.shift();
+    const template = tokens.shift();
+    if (template === undefined || /^(tenant|type|id)=/.test(template)) {
+      fail('"->" must be followed by a topic template, e.g. merchants/{1}/progress');
+    }
+    topic = parseTemplate(unquote(template as string), wildcards, fail);
+  }
+
+  let tenant: ValueRule | undefined;
+  let type: ValueRule | undefined;
+  let id: FieldRef | undefined;
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    const equals = token.indexOf('=');
+    if (equals <= 0) {
+      fail(
+        token === '->'
+          ? '"->" comes once, right after the source'
+          : `unexpected ${JSON.stringify(token)}; after the source and topic come only tenant=, type= and id=`,
+      );
+    }
+    const name = token.slice(0, equals);
+    const value = token.slice(equals + 1);
+    if (name !== 'tenant' && name !== 'type' && name !== 'id') {
+      fail(`unknown option "${name}"; the options are tenant=, type= and id=`);
+    }
+    if (seen.has(name)) fail(`${name}= is given twice`);
+    seen.add(name);
+    if (value === '') {
+      fail(
+        `${name}= needs a field name${name === 'id' ? '' : `, a quoted value (${name}='x') or a template (${name}={1})`}`,
+      );
+    }
+    const quoted = isQuoted(value);
+    if (name === 'id') {
+      if (quoted)
+        fail('id= takes a field name: a fixed id would make every event after the first a duplicate');
+      id = parseField(value, 'id=', fail);
+    } else if (quoted) {
+      const fixed = unquote(value);
+      if (name === 'type' && fixed === '') fail("type='' is empty; leave type= out for untyped events");
+      if (name === 'type' && fixed.startsWith('herald.'))
+        fail(`type '${fixed}': "herald." types are Herald's own`);
+      if (name === 'tenant' && fixed === '*') fail("tenant '*' is reserved for watching every tenant");
+      const rule: ValueRule = { from: 'fixed', value: fixed };
+      if (name === 'tenant') tenant = rule;
+      else type = rule;
+    } else {
+      const rule: ValueRule = /[{}]/.test(value)
+        ? { from: 'template', parts: parseTemplate(value, wildcards, fail) }
+        : { from: 'field', field: parseField(value, `${name}=`, fail) };
+      if (name === 'tenant') tenant = rule;
+      else type = rule;
+    }
+  }
+
+  const hasField = (parts: readonly TemplatePart[] | undefined) =>
+    parts?.some((part) => part.kind === 'field') === true;
+  const ruleReads = (rule: ValueRule | undefined) =>
+    rule?.from === 'field' || (rule?.from === 'template' && hasField(rule.parts));
+  const readsFields = hasField(topic) || ruleReads(tenant) || ruleReads(type) || id !== undefined;
+  const spec: { -readonly [K in keyof BridgeSpec]: BridgeSpec[K] } = {
+    text: '',
+    kind: kind as 'redis' | 'nats',
+    pattern,
+    source: `${kind}:${pattern}`,
+    wildcards,
+    readsFields,
+  };
+  if (topic !== undefined) spec.topic = topic;
+  if (tenant !== undefined) spec.tenant = tenant;
+  if (type !== undefined) spec.type = type;
+  if (id !== undefined) spec.id = id;
+  if (matcher !== undefined) spec.matcher = matcher;
+  spec.text = formatBridgeSpec(spec);
+  return spec;
+}
+
+/** The canonical text of a spec: single spaces, every option in a fixed order. */
+export function formatBridgeSpec(spec: BridgeSpec): string {
+  let text = spec.source;
+  if (spec.topic !== undefined) text += ` -> ${formatTemplate(spec.topic)}`;
+  if (spec.tenant !== undefined) text += ` tenant=${formatRule(spec.tenant)}`;
+  if (spec.type !== undefined) text += ` type=${formatRule(spec.type)}`;
+  if (spec.id !== undefined) text += ` id=${spec.id.name}`;
+  return text;
+}
+
+/**
+ * What each wildcard of the source matched in `channel` (Redis: each `*`; NATS: each `*` token,
+ * and the rest of the subject for `>`), or undefined when the channel does not match.
+ */
+export function captures(spec: BridgeSpec, channel: string): string[] | undefined {
+  if (spec.matcher !== undefined) {
+    const match = spec.matcher.exec(channel);
+    return match === null ? undefined : match.slice(1);
+  }
+  const want = spec.pattern.split('.');
+  const got = channel.split('.');
+  const found: string[] = [];
+  for (let i = 0; i < want.length; i++) {
+    const token = want[i] as string;
+    if (token === '>') {
+      if (got.length <= i) return undefined;
+      found.push(got.slice(i).join('.'));
+      return found;
+    }
+    const actual = got[i];
+    if (actual === undefined) return undefined;
+    if (token === '*') found.push(actual);
+    else if (token !== actual) return undefined;
+  }
+  return got.length === want.length ? found : undefined;
+}
+
+/**
+ * Turns one message of the source into the input of `herald.publish`. `data` is the body parsed
+ * as JSON when it parses, else the body as text. Throws an Error saying why when the mapping
+ * cannot be applied: a field it names is missing, empty or not a string or number, or the body
+ * is not a JSON object although the mapping reads fields of it.
+ */
+export function mapMessage(spec: BridgeSpec, channel: string, body: string): PublishInput {
+  let data: unknown = body;
+  let json = false;
+  try {
+    data = JSON.parse(body);
+    json = true;
+  } catch {
+    // Not JSON: the event carries the text as it came.
+  }
+  let object: Record<string, unknown> | undefined;
+  if (spec.readsFields) {
+    if (!json) {
+      throw new Error(`the message is not JSON (${excerpt(body)}), but the mapping reads fields of it`);
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+      throw new Error(
+        `the message is ${data === null ? 'JSON null' : `a JSON ${Array.isArray(data) ? 'array' : typeof data}`}, not an object, but the mapping reads fields of it`,
+      );
+    }
+    object = data as Record<string, unknown>;
+  }
+
+  let found: string[] | undefined;
+  const context: RenderContext = {
+    channel,
+    object,
+    captures() {
+      found ??= captures(spec, channel);
+      if (found === undefined) {
+        throw new Error(`channel ${JSON.stringify(channel)} does not match ${JSON.stringify(spec.pattern)}`);
+      }
+      return found;
+    },
+  };
+  const input: PublishInput = {
+    topic: spec.topic === undefined ? channel : render(spec.topic, context, true),
+    data,
+    tenant: '',
+  };
+  if (spec.tenant !== undefined) input.tenant = apply(spec.tenant, context);
+  if (spec.type !== undefined) input.type = apply(spec.type, context);
+  if (spec.id !== undefined) input.id = read(object, spec.id);
+  return input;
+}
+
+interface RenderContext {
+  readonly channel: string;
+  readonly object: Record<string, unknown> | undefined;
+  captures(): string[];
+}
+
+function apply(rule: ValueRule, context: RenderContext): string {
+  if (rule.from === 'fixed') return rule.value;
+  if (rule.from === 'field') return read(context.object, rule.field);
+  return render(rule.parts, context, false);
+}
+
+/** Fills a template. In a topic, each value must be one non-empty segment; elsewhere, non-empty. */
+function render(parts: readonly TemplatePart[], context: RenderContext, topic: boolean): string {
+  let text = '';
+  for (const part of parts) {
+    if (part.kind === 'text') text += part.text;
+    else if (part.kind === 'source') text += context.channel;
+    else if (part.kind === 'capture') {
+      text += checked(context.captures()[part.index - 1] ?? '', `wildcard {${part.index}}`, topic);
+    } else {
+      text += checked(read(context.object, part.field), `field "${part.field.name}"`, topic);
+    }
+  }
+  return text;
+}
+
+/** A string or finite number at `field`, as text; anything else is the publisher's mistake. */
+function read(object: Record<string, unknown> | undefined, field: FieldRef): string {
+  let value: unknown = object;
+  for (const key of field.path) {
+    // Own properties only: "constructor" or "__proto__" must not resolve to Object's.
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) {
+      throw new Error(`the message has no field "${field.name}"`);
+    }
+    value = (value as Record<string, unknown>)[key];
+  }
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value !== 'string') {
+    throw new Error(`field "${field.name}" is ${describe(value)}; it must be a string or a number`);
+  }
+  if (value === '') throw new Error(`field "${field.name}" is empty`);
+  return value;
+}
+
+/**
+ * A value put into the topic is one segment of it: a `/` would let a message choose another
+ * place in the topic tree than the template gives it. An empty value is refused everywhere: an
+ * empty tenant would be the default tenant, which is not what a per-message tenant means.
+ */
+function checked(value: string, what: string, topic: boolean): string {
+  if (value === '')
+    throw new Error(`${what} is empty${topic ? ', which would leave a hole in the topic' : ''}`);
+  if (topic && value.includes('/')) {
+    throw new Error(`${what} is ${JSON.stringify(value)}; a value put into the topic may not contain "/"`);
+  }
+  return value;
+}
+
+function tokenize(input: string, fail: (problem: string) => never): string[] {
+  const tokens: string[] = [];
+  let current = '';
+  let quote: string | undefined;
+  let inToken = false;
+  for (const char of input) {
+    if (quote !== undefined) {
+      current += char;
+      if (char === quote) quote = undefined;
+    } else if (/\s/.test(char)) {
+      if (inToken) tokens.push(current);
+      current = '';
+      inToken = false;
+    } else {
+      current += char;
+      inToken = true;
+      if (char === "'" || char === '"') quote = char;
+    }
+  }
+  if (quote !== undefined) fail(`a ${quote} is not closed`);
+  if (inToken) tokens.push(current);
+  return tokens;
+}
+
+function isQuoted(value: string): boolean {
+  const quote = value[0];
+  return (quote === "'" || quote === '"') && value.length >= 2 && value.endsWith(quote);
+}
+
+function unquote(value: string): string {
+  return isQuoted(value) ? value.slice(1, -1) : value;
+}
+
+function parseField(text: string, where: string, fail: (problem: string) => never): FieldRef {
+  if (!FIELD.test(text)) {
+    fail(
+      `${where} ${JSON.stringify(text)} is not a field name: use letters, digits, _ - $ and dots for nested fields (a.b), or quotes for a fixed value`,
+    );
+  }
+  return { name: text, path: text.split('.') };
+}
+
+function parseTemplate(text: string, wildcards: number, fail: (problem: string) => never): TemplatePart[] {
+  const parts: TemplatePart[] = [];
+  let literal = '';
+  let i = 0;
+  while (i < text.length) {
+    const char = text[i] as string;
+    if (char === '{' && text[i + 1] === '{') {
+      literal += '{';
+      i += 2;
+    } else if (char === '}' && text[i + 1] === '}') {
+      literal += '}';
+      i += 2;
+    } else if (char === '}') {
+      fail(`the topic template has a "}" without "{" (write "}}" for a literal one)`);
+    } else if (char === '{') {
+      const end = text.indexOf('}', i);
+      if (end < 0) fail('the topic template has a "{" without "}" (write "{{" for a literal one)');
+      const name = text.slice(i + 1, end);
+      if (literal !== '') parts.push({ kind: 'text', text: literal });
+      literal = '';
+      if (/^\d+$/.test(name)) {
+        const index = Number(name);
+        if (index < 1 || index > wildcards) {
+          fail(
+            wildcards === 0
+              ? `{${name}} refers to a wildcard, but the source has none`
+              : `{${name}} refers to no wildcard: the source has ${wildcards}, so {1}${wildcards > 1 ? `…{${wildcards}}` : ''}`,
+          );
+        }
+        parts.push({ kind: 'capture', index });
+      } else if (name === 'source') {
+        parts.push({ kind: 'source' });
+      } else {
+        parts.push({ kind: 'field', field: parseField(name, `{${name}}:`, fail) });
+      }
+      i = end + 1;
+    } else {
+      literal += char;
+      i++;
+    }
+  }
+  if (literal !== '') parts.push({ kind: 'text', text: literal });
+  if (parts.length === 0) fail('the topic template is empty');
+  return parts;
+}
+
+function formatTemplate(parts: readonly TemplatePart[]): string {
+  let text = '';
+  for (const part of parts) {
+    if (part.kind === 'text') text += part.text.replaceAll('{', '{{').replaceAll('}', '}}');
+    else if (part.kind === 'capture') text += `{${part.index}}`;
+    else if (part.kind === 'source') text += '{source}';
+    else text += `{${part.field.name}}`;
+  }
+  if (!/\s|^['"]/.test(text)) return text;
+  return text.includes("'") ? `"${text}"` : `'${text}'`;
+}
+
+function formatRule(rule: ValueRule): string {
+  if (rule.from === 'field') return rule.field.name;
+  if (rule.from === 'template') return formatTemplate(rule.parts);
+  return rule.value.includes("'") ? `"${rule.value}"` : `'${rule.value}'`;
+}
+
+/**
+ * A Redis glob (the syntax of PSUBSCRIBE: `*`, `?`, `[abc]`, `[^a-z]`, `\x`) as an anchored
+ * regular expression with one lazy group per `*`. Redis has already matched the channel when a
+ * message arrives; this only finds what each `*` covered.
+ */
+function compileGlob(pattern: string, fail: (problem: string) => never): { regex: RegExp; stars: number } {
+  if (/\s/.test(pattern)) fail('the channel pattern contains a space');
+  let source = '';
+  let stars = 0;
+  let i = 0;
+  while (i < pattern.length) {
+    const char = pattern[i] as string;
+    if (char === '*') {
+      source += '([^]*?)';
+      stars++;
+      i++;
+    } else if (char === '?') {
+      source += '[^]';
+      i++;
+    } else if (char === '\\') {
+      const next = pattern[i + 1];
+      if (next === undefined) fail('the channel pattern ends with a lone "\\"');
+      source += escapeRegExp(next as string);
+      i += 2;
+    } else if (char === '[') {
+      let j = i + 1;
+      let negate = false;
+      if (pattern[j] === '^') {
+        negate = true;
+        j++;
+      }
+      let set = '';
+      while (j < pattern.length && pattern[j] !== ']') {
+        let from = pattern[j] as string;
+        if (from === '\\' && j + 1 < pattern.length) from = pattern[++j] as string;
+        if (pattern[j + 1] === '-' && j + 2 < pattern.length && pattern[j + 2] !== ']') {
+          let to = pattern[j + 2] as string;
+          j += 2;
+          if (to === '\\' && j + 1 < pattern.length) to = pattern[++j] as string;
+          // Redis accepts a reversed range ([z-a]) as the same range.
+          const [low, high] = from <= to ? [from, to] : [to, from];
+          set += `${escapeClass(low)}-${escapeClass(high)}`;
+        } else {
+          set += escapeClass(from);
+        }
+        j++;
+      }
+      if (j >= pattern.length) fail('the channel pattern has a "[" without "]"');
+      if (set === '') fail('the channel pattern has an empty "[]"');
+      source += `[${negate ? '^' : ''}${set}]`;
+      i = j + 1;
+    } else {
+      source += escapeRegExp(char);
+      i++;
+    }
+  }
+  return { regex: new RegExp(`^${source}$`), stars };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+}
+
+function escapeClass(char: string): string {
+  return /[\\\]^[-]/.test(char) ? `\\${char}` : char;
+}
+
+/** Validates a NATS subject and counts its wildcards. */
+function checkSubject(subject: string, fail: (problem: string) => never): number {
+  if (/\s/.test(subject)) fail('the subject contains a space');
+  const tokens = subject.split('.');
+  let wildcards = 0;
+  tokens.forEach((token, i) => {
+    if (token === '')
+      fail(`the subject ${JSON.stringify(subject)} has an empty token (".." or a "." at an end)`);
+    if (token === '*') wildcards++;
+    else if (token === '>') {
+      if (i !== tokens.length - 1) fail('">" may only be the last token of the subject');
+      wildcards++;
+    } else if (token.includes('*') || token.includes('>')) {
+      fail(`"${token}": a wildcard must be a whole token, e.g. metrics.* or metrics.>`);
+    }
+  });
+  return wildcards;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number') return `the number ${value}`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+function excerpt(text: string): string {
+  return text.length > 40 ? `${JSON.stringify(text.slice(0, 40))}…` : JSON.stringify(text);
+}

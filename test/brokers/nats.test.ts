@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { NatsBroker, type NatsBrokerOptions } from '../../src/brokers/nats.ts';
+import { HeraldError } from '../../src/core/errors.ts';
+import type { HeraldEvent } from '../../src/core/event.ts';
+import { type PrivateNats, startPrivateNats, startProxy, type TcpProxy } from '../helpers/nats-server.ts';
+import { draft } from './contract.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const ids = (events: readonly HeraldEvent[]) => events.map((event) => event.id);
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Retries `attempt` until it resolves, for at most `timeoutMs`. */
+async function eventually<T>(attempt: () => Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`${what} still failing after ${timeoutMs} ms: ${error}`);
+      await sleep(100);
+    }
+  }
+}
+
+const unavailable = (error: unknown) =>
+  error instanceof HeraldError && error.status === 503 && error.code === 'broker-unavailable';
+
+interface Node {
+  readonly broker: NatsBroker;
+  readonly fed: HeraldEvent[];
+  readonly errors: unknown[];
+}
+
+/**
+ * A private nats-server (its own port and store, killed at the end whatever happens) and a fresh
+ * stream on it; `node()` makes a started broker on that stream, closed at the end.
+ */
+function withNats(
+  name: string,
+  body: (nats: PrivateNats, node: (options?: Partial<NatsBrokerOptions>) => Promise<Node>) => Promise<void>,
+  timeout = 60_000,
+) {
+  return test(name, { timeout }, async () => {
+    const nats = await startPrivateNats();
+    const stream = `HERALD_${randomBytes(4).toString('hex').toUpperCase()}`;
+    const nodes: Node[] = [];
+    try {
+      await body(nats, async (options = {}) => {
+        const errors: unknown[] = [];
+        const broker = new NatsBroker({
+          servers: nats.url,
+          stream,
+          onError: (error) => errors.push(error),
+          ...options,
+        });
+        const fed: HeraldEvent[] = [];
+        const node = { broker, fed, errors };
+        nodes.push(node);
+        await broker.start((events) => fed.push(...events));
+        return node;
+      });
+    } finally {
+      await Promise.all(nodes.map((node) => node.broker.close()));
+      await nats.dispose();
+    }
+  });
+}
+
+/** Asserts each node was fed exactly `expected`, in that order: nothing lost, nothing twice. */
+async function fedExactly(
+  nodes: readonly Node[],
+  expected: readonly HeraldEvent[],
+  timeoutMs = 10_000,
+): Promise<void> {
+  await until(
+    () => nodes.every((node) => node.fed.length >= expected.length),
+    'every node to be fed',
+    timeoutMs,
+  );
+  await sleep(200); // anything extra (a duplicate) would arrive now
+  for (const node of nodes) {
+    assert.deepEqual(ids(node.fed), ids(expected));
+    assert.deepEqual(
+      node.fed.map((event) => event.data),
+      expected.map((event) => event.data),
+    );
+  }
+}
+
+describe('NATS broker on a private nats-server', () => {
+  withNats(
+    'NATS restarted mid-stream: appends answer 503 meanwhile, and the feeds resume by themselves',
+    async (nats, node) => {
+      const a = await node();
+      const b = await node();
+      const accepted: HeraldEvent[] = [];
+      for (let i = 0; i < 10; i++)
+        accepted.push(...(await (i % 2 ? a : b).broker.append([draft(`before-${i}`)])));
+      accepted.push(...(await a.broker.append([draft('chosen-before', { id: 'urn:before' })])));
+      await fedExactly([a, b], accepted);
+
+      await nats.kill();
+      const started = Date.now();
+      await assert.rejects(a.broker.append([draft('during')]), unavailable);
+      await assert.rejects(b.broker.append([draft('during', { id: 'urn:during' })]), unavailable);
+      assert.ok(Date.now() - started < 3000, `503 after ${Date.now() - started} ms`);
+      const health = await a.broker.health();
+      assert.equal(health.ok, false);
+      assert.match(health.detail ?? '', /^nats unreachable: /);
+      assert.ok(Date.now() - started < 4000, 'health answers promptly');
+
+      await nats.start();
+      // Appends succeed again on each node once its client is back, without anyone restarting anything.
+      accepted.push(
+        ...(await eventually(() => b.broker.append([draft('after-0')]), 'appending after the restart')),
+      );
+      accepted.push(
+        ...(await eventually(() => a.broker.append([draft('after-1')]), 'appending after the restart')),
+      );
+      for (let i = 2; i < 10; i++)
+        accepted.push(...(await (i % 2 ? a : b).broker.append([draft(`after-${i}`)])));
+      accepted.push(...(await b.broker.append([draft('chosen-after', { id: 'urn:after' }), draft('last')])));
+      // Promptly: a recreated consumer that waits for missed heartbeats would take ~7 s here.
+      await fedExactly([a, b], accepted, 3000);
+      assert.deepEqual((await a.broker.health()).ok, true);
+
+      // The log and the id mapping survived the restart; what was refused is not in it.
+      const all = await a.broker.read(null, accepted.at(-1)?.pos ?? '', 1000);
+      assert.deepEqual(ids(all), ids(accepted));
+      assert.deepEqual(await b.broker.locate('urn:before'), { kind: 'found', pos: accepted[10]?.pos });
+      assert.deepEqual(await a.broker.locate('urn:during'), { kind: 'unknown' });
+      await a.broker.append([draft('reuse', { id: 'urn:during' })]);
+      assert.ok(a.errors.length > 0, 'the lost connection was reported through onError');
+    },
+  );
+
+  withNats('MaxAge retention drops old messages, and their chosen ids with them', async (_nats, node) => {
+    const a = await node({ maxAgeMs: 1000 });
+    const old = await a.broker.append([draft('old-1'), draft('old-2', { id: 'urn:old' }), draft('old-3')]);
+    assert.equal((await a.broker.history()).size, 3);
+    await eventually(
+      async () => assert.equal((await a.broker.history()).size, 0),
+      'the stream to drop messages older than 1 s',
+      5000,
+    );
+    const last = old.at(-1) as HeraldEvent;
+    assert.deepEqual(await a.broker.read(null, last.pos, 10), []);
+    assert.equal((await a.broker.locate(old[0]?.pos ?? '')).kind, 'expired');
+    // Nothing followed the last one: resuming after it loses nothing.
+    assert.deepEqual(await a.broker.locate(last.pos), { kind: 'found', pos: last.pos });
+    await eventually(
+      async () => assert.equal((await a.broker.locate('urn:old')).kind, 'unknown'),
+      'the chosen id to expire with its event',
+      5000,
+    );
+    const [again] = await a.broker.append([draft('new', { id: 'urn:old' })]);
+    assert.equal(again?.id, 'urn:old');
+    assert.deepEqual(await a.broker.locate('urn:old'), { kind: 'found', pos: again?.pos });
+    const stats = await a.broker.history();
+    assert.equal(stats.size, 1);
+    assert.equal(stats.maxAgeMs, 1000);
+    assert.equal(stats.oldestId, 'urn:old');
+    assert.equal(stats.newestId, 'urn:old');
+  });
+
+  withNats(
+    'the ordered consumer resumes after its connection drops, without duplicates or gaps',
+    async (nats, node) => {
+      let proxy: TcpProxy | undefined;
+      try {
+        proxy = await startProxy(nats.port);
+        const cutOff = await node({ servers: proxy.url });
+        const direct = await node();
+        const accepted: HeraldEvent[] = [];
+        for (let i = 0; i < 5; i++) accepted.push(...(await direct.broker.append([draft(`first-${i}`)])));
+        await fedExactly([cutOff, direct], accepted);
+
+        // Cut while events keep coming from the other node, then again in the middle of a burst.
+        proxy.cut();
+        await until(() => cutOff.errors.length > 0, 'the cut to be noticed', 5000);
+        await assert.rejects(cutOff.broker.append([draft('refused')]), unavailable);
+        for (let i = 0; i < 20; i++)
+          accepted.push(...(await direct.broker.append([draft(`while-cut-${i}`)])));
+        assert.equal(cutOff.fed.length, 5, 'nothing reaches a node that is cut off');
+        proxy.restore();
+        const burst = (async () => {
+          for (let i = 0; i < 200; i++) accepted.push(...(await direct.broker.append([draft(`burst-${i}`)])));
+        })();
+        await until(() => cutOff.fed.length >= 30, 'the cut-off node to catch up');
+        proxy.cut();
+        await sleep(300);
+        proxy.restore();
+        await burst;
+        accepted.push(
+          ...(await eventually(() => cutOff.broker.append([draft('from the cut-off node')]), 'appending')),
+        );
+        await fedExactly([cutOff, direct], accepted);
+      } finally {
+        await proxy?.close();
+      }
+    },
+  );
+
+  withNats('a page of 500 is read in one go, well under 100 ms', async (_nats, node) => {
+    const a = await node();
+    const events: HeraldEvent[] = [];
+    for (let i = 0; i < 6; i++) {
+      events.push(
+        ...(await a.broker.append(Array.from({ length: 100 }, (_, j) => draft(`e${i * 100 + j}`)))),
+      );
+    }
+    const last = events.at(-1) as HeraldEvent;
+    await a.broker.read(null, last.pos, 500); // warm up
+    const started = performance.now();
+    const page = await a.broker.read(events[49]?.pos ?? '', last.pos, 500);
+    const elapsed = performance.now() - started;
+    assert.deepEqual(ids(page), ids(events.slice(50, 550)));
+    assert.ok(elapsed < 100, `a page of 500 took ${elapsed.toFixed(1)} ms`);
+    assert.deepEqual(ids(await a.broker.read(events[549]?.pos ?? '', last.pos, 500)), ids(events.slice(550)));
+  });
+
+  withNats('read skips deleted sequences, and locate never throws on a malformed id', async (nats, node) => {
+    const a = await node();
+    const events = await a.broker.append(['1', '2', '3', '4', '5'].map((d) => draft(d)));
+    const admin = await connect({ servers: nats.url });
+    try {
+      const jsm = await jetstreamManager(admin);
+      const stream = (await jsm.streams.list().next()).find((info) => !info.config.name.startsWith('KV_'));
+      await jsm.streams.deleteMessage(stream?.config.name ?? '', Number(events[2]?.pos));
+      await jsm.streams.deleteMessage(stream?.config.name ?? '', Number(events[4]?.pos));
+    } finally {
+      await admin.close();
+    }
+    const last = events[4] as HeraldEvent;
+    const started = Date.now();
+    assert.deepEqual(
+      ids(await a.broker.read(null, last.pos, 10)),
+      ids([events[0], events[1], events[3]] as HeraldEvent[]),
+    );
+    assert.deepEqual(ids(await a.broker.read(events[1]?.pos ?? '', events[2]?.pos ?? '', 10)), []);
+    assert.ok(Date.now() - started < 500, 'no read waits for messages that will not come');
+    for (const id of [
+      '',
+      ' ',
+      '-1',
+      '1.5',
+      '007',
+      'a.b.*',
+      '>',
+      'ünï cødé',
+      'x'.repeat(5000),
+      '9'.repeat(40),
+    ]) {
+      assert.notEqual((await a.broker.locate(id)).kind, 'found', JSON.stringify(id));
+    }
+  });
+
+  withNats(
+    'chosen ids: a number is refused, an id survives any character, duplicates are 409',
+    async (_nats, node) => {
+      const a = await node();
+      await assert.rejects(
+        a.broker.append([draft('x', { id: '42' })]),
+        (error: unknown) =>
+          error instanceof HeraldError && error.status === 400 && error.code === 'invalid-id',
+      );
+      const odd = 'urn:a.b>*/ é 🎉';
+      const [event] = await a.broker.append([draft('odd', { id: odd })]);
+      assert.equal(event?.id, odd);
+      assert.deepEqual(await a.broker.locate(odd), { kind: 'found', pos: event?.pos });
+      const b = await node();
+      await assert.rejects(
+        b.broker.append([draft('again', { id: odd })]),
+        (error: unknown) => error instanceof HeraldError && error.status === 409,
+      );
+      // Two nodes racing for one id: exactly one wins.
+      const results = await Promise.allSettled([
+        a.broker.append([draft('race-a', { id: 'urn:race' })]),
+        b.broker.append([draft('race-b', { id: 'urn:race' })]),
+      ]);
+      assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1);
+      assert.equal((await a.broker.history()).size, 2);
+    },
+  );
+
+  withNats('an id evicted by count can be chosen again', async (_nats, node) => {
+    const a = await node({ maxEvents: 2 });
+    await a.broker.append([draft('first', { id: 'urn:reused' })]);
+    await a.broker.append([draft('2'), draft('3'), draft('4')]);
+    assert.equal((await a.broker.locate('urn:reused')).kind, 'expired');
+    const [again] = await a.broker.append([draft('again', { id: 'urn:reused' })]);
+    assert.deepEqual(await a.broker.locate('urn:reused'), { kind: 'found', pos: again?.pos });
+  });
+});
+
+test('start fails fast with 503 when NATS is unreachable, and close still works', async () => {
+  const broker = new NatsBroker({ servers: 'nats://127.0.0.1:1', stream: 'NOWHERE' });
+  const started = Date.now();
+  await assert.rejects(
+    broker.start(() => {}),
+    (error: unknown) => {
+      assert.ok(unavailable(error));
+      assert.match((error as HeraldError).detail, /^nats unreachable: /);
+      return true;
+    },
+  );
+  assert.ok(Date.now() - started < 3000);
+  assert.equal((await broker.health()).ok, false);
+  await broker.close();
+});
