@@ -1,0 +1,17 @@
+export type { Action, Authenticator } from './auth/token-authenticator.ts';
+export type { Broker, BrokerHealth, HistoryStats, Location } from './brokers/broker.ts';
+export {
+  DEFAULT_HISTORY_MAX_AGE_MS,
+  DEFAULT_HISTORY_SIZE,
+  MemoryBroker,
+  type MemoryBrokerOptions,
+} from './brokers/memory.ts';
+export { HeraldError, type ProblemDetails } from './core/errors.ts';
+export type { EventDraft, HeraldEvent, Priority, PublishInput } from './core/event.ts';
+export { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type HubStats } from './core/hub.ts';
+export type { OverflowPolicy } from './core/outbox.ts';
+export { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
+export type { CloseReason, Sink, Subscriber, Subscription } from './core/subscriber.ts';
+export { parseSelector, type Selector } from './core/topics.ts';
+export { createHerald, Herald, type HeraldOptions, type HeraldStats } from './herald.ts';
+export type { HttpReply, HttpRequest } from './http/request.ts';

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { resolveConfig } from '../../src/server/config.ts';
+
+describe('serve configuration', () => {
+  test('defaults: port 8080 on 127.0.0.1, 10 000 events and 24 h of history, 15 s heartbeat', () => {
+    const config = resolveConfig({}, {});
+    assert.equal(config.port, 8080);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.historySize, 10_000);
+    assert.equal(config.historyMaxAge, 24 * 3600 * 1000);
+    assert.equal(config.heartbeat, 15_000);
+    assert.equal(config.overflowPolicy, 'disconnect');
+  });
+
+  test('durations and sizes take units', () => {
+    const config = resolveConfig(
+      {
+        heartbeat: '500ms',
+        historyMaxAge: '2h',
+        maxLifetime: '4.5m',
+        maxDataSize: '512KiB',
+        outboxMaxBytes: '2mb',
+      },
+      {},
+    );
+    assert.equal(config.heartbeat, 500);
+    assert.equal(config.historyMaxAge, 7_200_000);
+    assert.equal(config.maxLifetime, 270_000);
+    assert.equal(config.maxDataSize, 512 * 1024);
+    assert.equal(config.outboxMaxBytes, 2 * 1024 * 1024);
+  });
+
+  test('flags over HERALD_ variables over PORT/HOST over defaults', () => {
+    assert.equal(resolveConfig({}, { PORT: '3000' }).port, 3000);
+    assert.equal(resolveConfig({}, { PORT: '3000', HERALD_PORT: '4000' }).port, 4000);
+    assert.equal(resolveConfig({ port: '5000' }, { HERALD_PORT: '4000' }).port, 5000);
+    assert.equal(resolveConfig({}, { HERALD_HISTORY_MAX_AGE: '1d' }).historyMaxAge, 86_400_000);
+  });
+
+  test('every invalid setting is named, with its variable', () => {
+    assert.throws(
+      () => resolveConfig({ port: 'abc', overflowPolicy: 'maybe' }, { HERALD_HISTORY_SIZE: '-1' }),
+      (error: Error) =>
+        /--port \(HERALD_PORT, PORT\)/.test(error.message) &&
+        /--overflow-policy/.test(error.message) &&
+        /--history-size/.test(error.message),
+    );
+  });
+});
