@@ -1,0 +1,298 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { createClient } from 'redis';
+import { BACKENDS, type Backend, NATS_URL, REDIS_URL } from '../helpers/backends.ts';
+import { startPrivateNats } from '../helpers/nats-server.ts';
+import { type HubProcess, spawnHub } from '../helpers/nodes.ts';
+import { startPrivateRedis } from '../helpers/redis-server.ts';
+import { ResumingClient } from '../helpers/resuming-client.ts';
+import { sleep } from '../helpers/server.ts';
+import { openStream } from '../helpers/sse-client.ts';
+
+/** A broker server of the test's own, to kill and bring back. */
+interface PrivateBroker {
+  readonly url: string;
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const SHARED: Record<string, string> = { redis: REDIS_URL, nats: NATS_URL };
+
+async function privateBroker(name: string): Promise<PrivateBroker> {
+  if (name === 'redis') {
+    const redis = await startPrivateRedis({ persistent: true });
+    return {
+      url: redis.url,
+      kill: () => redis.kill(),
+      restart: () => redis.restart(),
+      stop: () => redis.stop(),
+    };
+  }
+  const nats = await startPrivateNats();
+  return { url: nats.url, kill: () => nats.kill(), restart: () => nats.start(), stop: () => nats.dispose() };
+}
+
+async function publish(node: HubProcess, events: readonly unknown[]): Promise<number> {
+  try {
+    const response = await fetch(`${node.url}/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(events),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+for (const backend of BACKENDS.filter((b): b is Backend => b.name !== 'memory')) {
+  describe(`a cluster of hub processes on ${backend.name}`, () => {
+    const nodes: HubProcess[] = [];
+    const streams: string[] = [];
+    const start = async (count: number, broker = SHARED[backend.name] as string, extra: string[] = []) => {
+      const stream = backend.newStream();
+      streams.push(stream);
+      const started = await Promise.all(
+        Array.from({ length: count }, () => spawnHub(['--broker', broker, '--stream', stream, ...extra])),
+      );
+      nodes.push(...started);
+      return started;
+    };
+    after(async () => {
+      await Promise.all(nodes.map((node) => node.kill()));
+      for (const stream of streams) await backend.drop(stream);
+    });
+
+    test('three nodes: every subscriber on every node gets every event once, in the same order', async () => {
+      const cluster = await start(3);
+      const subscribers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          openStream(
+            `${(cluster[i % 3] as HubProcess).url}/v1/events?topic=${encodeURIComponent('jobs/{id}')}`,
+          ),
+        ),
+      );
+      await Promise.all(subscribers.map((s) => s.until((x) => x.events.length >= 1)));
+      // Three publishers at once, each to a different node, in batches.
+      const accepted: string[] = [];
+      await Promise.all(
+        cluster.map(async (node, n) => {
+          for (let i = 0; i < 20; i++) {
+            const batch = Array.from({ length: 5 }, (_, j) => ({
+              topic: `jobs/${n}`,
+              data: `n${n}-${i * 5 + j}`,
+            }));
+            assert.equal(await publish(node, batch), 202);
+            accepted.push(...batch.map((e) => e.data));
+          }
+        }),
+      );
+      await Promise.all(subscribers.map((s) => s.untilData(300, 20_000)));
+      await sleep(100);
+      const order = (subscribers[0]?.data ?? []).map((e) => e.data);
+      assert.deepEqual([...order].sort(), [...accepted].sort(), 'every event, once');
+      for (const subscriber of subscribers) {
+        assert.deepEqual(
+          subscriber.data.map((e) => e.data),
+          order,
+          'the same log order everywhere',
+        );
+        subscriber.close();
+      }
+      // Each publisher's own events keep the order it published them in.
+      for (let n = 0; n < 3; n++) {
+        const own = order.filter((d) => d.startsWith(`n${n}-`));
+        assert.deepEqual(
+          own,
+          Array.from({ length: 100 }, (_, i) => `n${n}-${i}`),
+        );
+      }
+    });
+
+    test('kill -9 of a node under 1 000 events/s: its clients resume on the others, nothing lost or repeated', async () => {
+      const cluster = await start(3);
+      const urls = () => cluster.map((node) => node.url);
+      const clients = Array.from({ length: 24 }, (_, i) => new ResumingClient(urls, 'topic=ticks', i % 3));
+      await until(
+        () => clients.every((c) => c.events.length > 0 || c.reconnects > 0),
+        'clients connected',
+        10_000,
+      ).catch(() => {});
+      await sleep(300);
+      const accepted: string[] = [];
+      let publishing = true;
+      // Publish only to the nodes that survive: an answer lost with a dying node would leave it
+      // unknown whether that event was accepted.
+      const publisher = (async () => {
+        for (let i = 0; publishing && i < 1_000; i++) {
+          const node = cluster[1 + (i % 2)] as HubProcess;
+          const batch = Array.from({ length: 10 }, (_, j) => ({
+            topic: 'ticks',
+            data: `tick-${i * 10 + j}`,
+          }));
+          const status = await publish(node, batch);
+          assert.equal(status, 202);
+          accepted.push(...batch.map((e) => e.data));
+          await sleep(10);
+        }
+      })();
+      await sleep(1000);
+      await (cluster[0] as HubProcess).kill();
+      await sleep(2000);
+      publishing = false;
+      await publisher;
+      try {
+        await until(
+          () => clients.every((c) => c.data.length >= accepted.length),
+          `every client to have all ${accepted.length} events`,
+        );
+        await sleep(200);
+        for (const client of clients) {
+          assert.deepEqual(
+            client.data.map((e) => e.data),
+            accepted,
+          );
+        }
+        const moved = clients.filter((c) => c.reconnects > 0).length;
+        assert.ok(moved >= 8, `the killed node's clients moved (${moved} reconnected)`);
+        assert.ok(accepted.length >= 1500, `${accepted.length} events published under load`);
+      } finally {
+        await Promise.all(clients.map((c) => c.stop()));
+      }
+    });
+
+    test('the broker restarted mid-stream: nodes stay up, publishes get 503 meanwhile, nothing accepted is lost', async () => {
+      const broker = await privateBroker(backend.name);
+      try {
+        const cluster = await start(2, broker.url);
+        const subscribers = await Promise.all(
+          cluster.flatMap((node) => [0, 1, 2].map(() => openStream(`${node.url}/v1/events?topic=orders`))),
+        );
+        await Promise.all(subscribers.map((s) => s.until((x) => x.events.length >= 1)));
+        const accepted: string[] = [];
+        const refused: number[] = [];
+        let publishing = true;
+        const publisher = (async () => {
+          for (let i = 0; publishing && i < 2_000; i++) {
+            const data = `order-${i}`;
+            const status = await publish(cluster[i % 2] as HubProcess, [{ topic: 'orders', data }]);
+            if (status === 202) accepted.push(data);
+            else refused.push(status);
+            await sleep(10);
+          }
+        })();
+        await sleep(500);
+        await broker.kill();
+        await sleep(1500);
+        const health = await fetch(`${cluster[0]?.url}/readyz`);
+        assert.equal(health.status, 503, 'readyz says the broker is gone');
+        await broker.restart();
+        await until(
+          () => accepted.length > 0 && refused.length > 0 && accepted.length > refused.length,
+          'publishing again',
+        );
+        const afterOutage = accepted.length;
+        await until(() => accepted.length >= afterOutage + 50, 'more accepted after the outage');
+        publishing = false;
+        await publisher;
+        assert.ok(
+          refused.every((status) => status === 503),
+          `refused with ${[...new Set(refused)]}`,
+        );
+        await Promise.all(subscribers.map((s) => s.untilData(accepted.length, 20_000)));
+        await sleep(200);
+        for (const subscriber of subscribers) {
+          assert.equal(subscriber.ended, false, 'the stream stayed open through the outage');
+          assert.deepEqual(
+            subscriber.data.map((e) => e.data),
+            accepted,
+          );
+          subscriber.close();
+        }
+        assert.equal((await fetch(`${cluster[0]?.url}/readyz`)).status, 200);
+      } finally {
+        await broker.stop();
+      }
+    });
+  });
+}
+
+describe('a broker unreachable at start', () => {
+  test('--on-broker-down fail (the default) exits with the reason', async () => {
+    await assert.rejects(
+      spawnHub(['--broker', 'redis://127.0.0.1:9']),
+      /unreachable.*--on-broker-down local/s,
+    );
+  });
+
+  test('--on-broker-down local runs this node alone on memory, and /readyz says so', async () => {
+    const node = await spawnHub(['--broker', 'nats://127.0.0.1:9', '--on-broker-down', 'local']);
+    try {
+      const ready = await fetch(`${node.url}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(await ready.json(), {
+        status: 'degraded',
+        broker: 'memory',
+        degraded: 'fallback-local',
+      });
+      assert.match(node.output(), /unreachable.*running alone on the memory broker/s);
+      const published = await fetch(`${node.url}/v1/publish`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ topic: 't', data: 1 }),
+      });
+      assert.equal(published.status, 202);
+    } finally {
+      await node.kill();
+    }
+  });
+});
+
+describe('a bridge on two nodes', () => {
+  test('turns each Redis message into one event, with the mapped topic, tenant and type', async () => {
+    const stream = `test_bridge_${Date.now()}`;
+    const channel = `merchant-${Date.now()}`;
+    const spec = `redis:${channel}:*:progress -> merchants/{1}/progress tenant={1} type=type`;
+    const nodes = await Promise.all(
+      [0, 1].map(() => spawnHub(['--broker', REDIS_URL, '--stream', stream, '--bridge', spec])),
+    );
+    const client = createClient({ url: REDIS_URL });
+    await client.connect();
+    try {
+      // Open mode: every request is the admin, so watching tenant m42 is allowed.
+      const watcher = await openStream(`${nodes[1]?.url}/v1/events?topic=*&tenant=m42`);
+      await watcher.until((s) => s.events.length >= 1);
+      await sleep(500); // the bridges subscribe and one takes the lease
+      for (let i = 0; i < 10; i++) {
+        await client.publish(
+          `${channel}:m42:progress`,
+          JSON.stringify({ type: 'progress', poId: 'po-1', pct: i * 10 }),
+        );
+      }
+      await watcher.untilData(10, 15_000);
+      await sleep(500);
+      assert.equal(watcher.data.length, 10, 'each message once, though both nodes run the bridge');
+      assert.deepEqual(
+        watcher.data.map((e) => [e.type, JSON.parse(e.data).pct]),
+        Array.from({ length: 10 }, (_, i) => ['progress', i * 10]),
+      );
+      const stats = await (await fetch(`${nodes[0]?.url}/v1/stats`)).json();
+      assert.equal(typeof stats.bridges.received, 'number');
+      watcher.close();
+    } finally {
+      await client.quit();
+      await Promise.all(nodes.map((node) => node.kill()));
+      await (BACKENDS.find((b) => b.name === 'redis') as Backend).drop(stream);
+    }
+  });
+});
