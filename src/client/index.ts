@@ -1,0 +1,19 @@
+/**
+ * `herald/client`: a Herald client for browsers and Node ≥ 22, with no dependency and no Node
+ * built-in. Streams over fetch (token in a header), resumes with Last-Event-ID across reconnections
+ * and page reloads, de-duplicates, watches the heartbeat, falls back to long polling behind a
+ * buffering proxy.
+ */
+export { backoffDelay, retryAfterMs } from './backoff.ts';
+export {
+  type ClientOptions,
+  type ClientStatus,
+  createClient,
+  type GapInfo,
+  type HeraldClient,
+  type HeraldMessage,
+  type StatusChange,
+} from './client.ts';
+export { classify, type ErrorClass, HeraldClientError } from './errors.ts';
+export { createParser, type SseEvent, type SseParser } from './sse-parser.ts';
+export { defaultStore, type LastEventIdStore, memoryStore } from './store.ts';

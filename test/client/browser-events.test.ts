@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createClient } from '../../src/client/index.ts';
+import { sleep, startHub } from '../helpers/server.ts';
+import { record, recordingFetch, until, untilStatus } from './helpers.ts';
+
+/**
+ * A browser's window events without a browser: `online`, `offline` and `visibilitychange` on a
+ * global EventTarget that counts its listeners, and `navigator.onLine`.
+ */
+const global = globalThis as unknown as Record<string, unknown>;
+const window = new EventTarget();
+const document = new EventTarget();
+const listeners = new Map<string, number>();
+let onLine = true;
+
+before(() => {
+  global.addEventListener = (type: string, listener: EventListener) => {
+    listeners.set(type, (listeners.get(type) ?? 0) + 1);
+    window.addEventListener(type, listener);
+  };
+  global.removeEventListener = (type: string, listener: EventListener) => {
+    listeners.set(type, (listeners.get(type) ?? 0) - 1);
+    window.removeEventListener(type, listener);
+  };
+  global.document = document;
+  Object.defineProperty(navigator, 'onLine', { configurable: true, get: () => onLine });
+});
+after(() => {
+  delete global.addEventListener;
+  delete global.removeEventListener;
+  delete global.document;
+  delete (navigator as unknown as Record<string, unknown>).onLine;
+});
+
+const setOnline = (value: boolean) => {
+  onLine = value;
+  window.dispatchEvent(new Event(value ? 'online' : 'offline'));
+};
+
+describe('herald/client and the browser window', () => {
+  test('offline pauses reconnection; online reconnects at once; a tab switch does nothing', async () => {
+    const hub = await startHub({ maxLifetimeMs: 400, retryMs: 50 });
+    const fetcher = recordingFetch();
+    const client = createClient({ url: hub.url, topics: ['t'], store: null, fetch: fetcher.fetch });
+    const seen = record(client);
+    try {
+      assert.equal(listeners.get('online'), 1);
+      assert.equal(listeners.get('offline'), 1);
+      assert.equal(listeners.get('visibilitychange') ?? 0, 0, 'no visibilitychange listener');
+      await untilStatus(client, 'open');
+
+      // A tab switch: nothing happens to the stream.
+      document.dispatchEvent(new Event('visibilitychange'));
+      window.dispatchEvent(new Event('visibilitychange'));
+      await sleep(50);
+      assert.equal(fetcher.streams().length, 1);
+
+      setOnline(false);
+      // The hub ends the stream (its lifetime): offline, the client waits instead of retrying.
+      await untilStatus(client, 'reconnecting', 2000);
+      await hub.publish({ topic: 't', data: 'while offline' });
+      await sleep(600);
+      assert.equal(fetcher.streams().length, 1, 'no attempt while offline');
+
+      const before = performance.now();
+      setOnline(true);
+      await untilStatus(client, 'open', 2000);
+      assert.ok(performance.now() - before < 300, 'reconnected at once');
+      await until(() => seen.messages.length === 1);
+      assert.deepEqual(seen.data(), ['while offline']);
+    } finally {
+      client.close();
+      await hub.close();
+    }
+    assert.equal(listeners.get('online'), 0, 'close() removed its listeners');
+    assert.equal(listeners.get('offline'), 0);
+  });
+
+  test('offline while waiting to retry: the pending attempt is dropped until online', async () => {
+    const random = Math.random;
+    Math.random = () => 0.999; // the retry is due 300 ms after the failure
+    let n = 0;
+    const fetcher = recordingFetch(() => {
+      n++;
+      return Promise.reject(new TypeError('network down'));
+    });
+    const client = createClient({
+      url: 'http://hub.invalid',
+      topics: ['t'],
+      store: null,
+      fetch: fetcher.fetch,
+      backoff: { initialMs: 300, maxMs: 300 },
+    });
+    try {
+      await until(() => n === 1);
+      setOnline(false);
+      await sleep(500);
+      assert.equal(n, 1);
+      setOnline(true);
+      await until(() => n === 2, 200);
+    } finally {
+      client.close();
+      Math.random = random;
+    }
+  });
+});
