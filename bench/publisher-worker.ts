@@ -1,0 +1,155 @@
+/**
+ * Load generator: publishes benchmark events over HTTP, either at a fixed rate or, saturated, as
+ * fast as the subscribers take them. Forked by the orchestrator; speaks `messages.ts` over IPC.
+ *
+ * One keep-alive connection, one request at a time: the server appends events in the order they
+ * were numbered, so a subscriber can tell a lost event from a late one by its seq alone.
+ */
+import http from 'node:http';
+import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from './messages.ts';
+import { encodePayload, nowMs } from './payload.ts';
+import { protocolNamed, type WireProtocol } from './protocols.ts';
+
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Saturated mode re-checks the window at least this often, even without news. */
+const WAIT_SLICE_MS = 50;
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let delivered = 0;
+let wake: (() => void) | undefined;
+
+function send(message: PublisherOut): void {
+  if (process.connected) process.send?.(message);
+}
+
+function cpuUsed(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Until the orchestrator reports new deliveries, or `ms` passes. */
+function deliveries(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      wake = undefined;
+      resolve();
+    }
+    wake = done;
+  });
+}
+
+function post(phase: PublishPhase, protocol: WireProtocol, firstSeq: number, count: number): Promise<void> {
+  const payloads: string[] = new Array(count);
+  const sentAt = nowMs();
+  for (let i = 0; i < count; i++) payloads[i] = encodePayload(firstSeq + i, sentAt, phase.payloadBytes);
+  const request = protocol.publish(phase.topic, payloads);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: phase.host,
+        port: phase.port,
+        method: request.method,
+        path: request.path,
+        headers: { ...request.headers, 'content-length': Buffer.byteLength(request.body) },
+        agent,
+        timeout: REQUEST_TIMEOUT_MS,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (text: string) => {
+          if (body.length < 2_000) body += text;
+        });
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) resolve();
+          else reject(new Error(`publish answered HTTP ${status}: ${body.slice(0, 300)}`));
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () =>
+      req.destroy(new Error(`publish got no answer within ${REQUEST_TIMEOUT_MS / 1000} s`)),
+    );
+    req.on('error', reject);
+    req.end(request.body);
+  });
+}
+
+async function run(phase: PublishPhase): Promise<PhaseDone> {
+  const protocol = protocolNamed(phase.protocol);
+  const maxBatch = Math.max(1, Math.min(phase.batch, protocol.maxBatch));
+  const lastAllowed = phase.firstSeq + phase.maxEvents - 1;
+  const cpuAtStart = process.cpuUsage();
+  const start = performance.now();
+  const deadline = start + phase.durationMs;
+  let next = phase.firstSeq;
+  let requests = 0;
+  let maxLagMs = 0;
+  let error: string | undefined;
+  while (next <= lastAllowed) {
+    const now = performance.now();
+    if (now >= deadline) break;
+    let count: number;
+    if (phase.rate > 0) {
+      // Events due by now, on an even schedule from the start of the phase.
+      const due = phase.firstSeq + Math.floor(((now - start) * phase.rate) / 1000) - next;
+      if (due <= 0) {
+        const nextDueAt = start + ((next - phase.firstSeq + 1) * 1000) / phase.rate;
+        await sleep(Math.max(1, Math.min(nextDueAt, deadline) - now));
+        continue;
+      }
+      // The oldest due event was scheduled at this time: the lag shows a publisher falling behind.
+      const scheduledAt = start + ((next - phase.firstSeq) * 1000) / phase.rate;
+      maxLagMs = Math.max(maxLagMs, now - scheduledAt);
+      count = Math.min(due, maxBatch);
+    } else {
+      const room = delivered + phase.window - next + 1;
+      if (room < Math.min(maxBatch, phase.window)) {
+        await deliveries(Math.min(WAIT_SLICE_MS, Math.max(1, deadline - now)));
+        continue;
+      }
+      count = Math.min(room, maxBatch);
+    }
+    count = Math.min(count, lastAllowed - next + 1);
+    try {
+      await post(phase, protocol, next, count);
+    } catch (cause) {
+      error = cause instanceof Error ? cause.message : String(cause);
+      break;
+    }
+    requests++;
+    next += count;
+  }
+  const done: PhaseDone = {
+    type: 'done',
+    firstSeq: phase.firstSeq,
+    lastSeq: next - 1,
+    requests,
+    elapsedMs: performance.now() - start,
+    maxLagMs,
+    cpuMicros: cpuUsed(cpuAtStart),
+  };
+  return error === undefined ? done : { ...done, error };
+}
+
+process.on('message', (message: PublisherIn) => {
+  switch (message.type) {
+    case 'run':
+      run(message).then(send);
+      break;
+    case 'delivered':
+      delivered = message.minSeq;
+      wake?.();
+      break;
+    case 'quit':
+      agent.destroy();
+      process.exit(0);
+  }
+});
+
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,63 @@
+import type { BrokerName } from './brokers.ts';
+import type { RunningTarget, TargetOptions } from './targets.ts';
+
+/** What the command line asks for; each scenario takes what applies to it. */
+export interface PlanOptions {
+  readonly quick: boolean;
+  readonly subscribers?: number;
+  /** Events per second; 0: saturated. */
+  readonly rate?: number;
+  readonly durationS?: number;
+  readonly warmupS?: number;
+  /** Subscriber worker processes. */
+  readonly workers?: number;
+  /** The brokers of the scenarios that compare them (cluster). */
+  readonly brokers?: readonly BrokerName[];
+}
+
+export type MetricValue = number | string | null;
+
+/** The figures of one case against one target. */
+export interface CaseResult {
+  readonly metrics: Readonly<Record<string, MetricValue>>;
+  /** Everything that makes the figures suspect (lost events, errors): reported loudly. */
+  readonly problems: readonly string[];
+  /** What may skew the figures without making them wrong (another process using the CPU). */
+  readonly warnings?: readonly string[];
+  /** Raw detail for the JSON file. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+export interface RunContext {
+  /** Progress for the operator, on stderr. */
+  log(message: string): void;
+}
+
+/** One measurement: a scenario with fixed parameters, run against a freshly started target. */
+export interface ScenarioCase {
+  /** Short, e.g. `1000/s` or `saturated`. */
+  readonly label: string;
+  readonly params: Readonly<Record<string, MetricValue>>;
+  /** How the target must be started for this case. */
+  readonly server: TargetOptions;
+  run(target: RunningTarget, context: RunContext): Promise<CaseResult>;
+}
+
+export type ColumnFormat = 'int' | 'ms' | 'percent' | 'mib' | 'text' | 'fixed1';
+
+export interface Column {
+  readonly key: string;
+  readonly label: string;
+  readonly format: ColumnFormat;
+}
+
+export interface Scenario {
+  /** As given to `--scenario`. */
+  readonly name: string;
+  readonly title: string;
+  /** What it measures and how, for the results file. */
+  readonly description: string;
+  /** The table's columns after target and case; keys into `CaseResult.metrics`. */
+  readonly columns: readonly Column[];
+  plan(options: PlanOptions): readonly ScenarioCase[];
+}

@@ -1,0 +1,57 @@
+import {
+  fanoutParams,
+  measureFanout,
+  rateLabel,
+  SATURATED_BATCH,
+  SATURATED_WINDOW,
+} from '../fanout-measure.ts';
+import type { PlanOptions, Scenario, ScenarioCase } from '../scenario.ts';
+
+/**
+ * S1, fan-out: N subscribers on one topic, one publisher, one server. Each event reaches every
+ * subscriber; the figures are how many deliveries per second, how late, and at what server CPU cost.
+ */
+
+/**
+ * Events per second of the fixed-rate case: 100 000 deliveries/s at 1 000 subscribers, which a
+ * 2-core machine sustains. (1 000 events/s is a million deliveries/s, three times what such a
+ * machine delivers saturated: the publisher falls behind and latency grows without bound.)
+ */
+export const DEFAULT_RATE = 100;
+
+export const fanout: Scenario = {
+  name: 'fanout',
+  title: 'S1 fan-out: N subscribers on one topic',
+  description:
+    'N subscribers hold a stream of one topic; one publisher sends ~100-byte events over HTTP, either at ' +
+    `a fixed rate or saturated (batches of ${SATURATED_BATCH}, at most ${SATURATED_WINDOW} events ahead of the ` +
+    'slowest subscriber). Latency runs from just before the publish request to the socket read that ' +
+    'brought the event. A warmup precedes the measured window, which ends when the last event has ' +
+    'reached every subscriber.',
+  columns: [
+    { key: 'subscribers', label: 'Subs', format: 'int' },
+    { key: 'events', label: 'Events', format: 'int' },
+    { key: 'deliveredPct', label: 'Delivered', format: 'percent' },
+    { key: 'deliveriesPerSec', label: 'Deliveries/s', format: 'int' },
+    { key: 'p50Ms', label: 'p50 ms', format: 'ms' },
+    { key: 'p99Ms', label: 'p99 ms', format: 'ms' },
+    { key: 'maxMs', label: 'max ms', format: 'ms' },
+    { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
+    { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
+    { key: 'serverRssBytes', label: 'RSS MiB', format: 'mib' },
+    { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
+    { key: 'foreignCpuPct', label: 'Other CPU', format: 'percent' },
+  ],
+  plan(options: PlanOptions): readonly ScenarioCase[] {
+    const rates = options.rate !== undefined ? [options.rate] : [DEFAULT_RATE, 0];
+    return rates.map((rate) => {
+      const params = fanoutParams(options, rate);
+      return {
+        label: rateLabel(rate),
+        params: { ...params },
+        server: {},
+        run: (target, context) => measureFanout(target, params, context),
+      };
+    });
+  },
+};

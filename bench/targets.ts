@@ -1,0 +1,173 @@
+import { fileURLToPath } from 'node:url';
+import { BROKERS, type BrokerName } from './brokers.ts';
+import { onInterrupt } from './processes.ts';
+import type { ProtocolName } from './protocols.ts';
+import { type ServerProcess, startServerProcess } from './server-process.ts';
+
+/**
+ * Server settings a scenario may need. A target applies the tuning ones it has and ignores the
+ * others; `broker` and `nodes` change what is measured, so a target that cannot honour them
+ * refuses to start.
+ */
+export interface TargetOptions {
+  /** Interval of keep-alive comments on quiet streams. */
+  readonly heartbeatMs?: number;
+  /** Events kept for replay. */
+  readonly historySize?: number;
+  /** The log the nodes share. Default: memory (one process, nothing shared). */
+  readonly broker?: BrokerName;
+  /** Server processes, all on `broker`, forming one hub. Default 1. */
+  readonly nodes?: number;
+}
+
+/** Where a node listens. */
+export interface Endpoint {
+  /** 127.0.0.1. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A peer server, started fresh for one measurement: one node, or several on a shared broker. */
+export interface RunningTarget {
+  readonly name: string;
+  /** Every node, in the order they started. */
+  readonly nodes: readonly Endpoint[];
+  /** The node the publisher sends to: the first. */
+  readonly publishTo: Endpoint;
+  /**
+   * The node the subscribers connect to: the last, so that with several nodes every event goes
+   * through the broker to reach them; with one node, the same as `publishTo`.
+   */
+  readonly subscribeTo: Endpoint;
+  /** How the load generators subscribe and publish. */
+  readonly protocol: ProtocolName;
+  /** The processes whose CPU time and memory are the server's (every node; nginx: master and workers). */
+  readonly pids: readonly number[];
+  /** The broker the nodes share. */
+  readonly broker: BrokerName;
+  /**
+   * The shared broker's server processes (redis-server, nats-server), measured apart: their CPU
+   * is the hub's cost too, but also whatever else uses that server meanwhile. Empty on memory.
+   */
+  readonly brokerPids: readonly number[];
+  /** Why a node stopped running, or undefined while they all run. */
+  exitReason(): string | undefined;
+  /** The nodes' last lines of output. */
+  output(): string;
+  /** Stops every node, then removes the log from the broker; rejects if that cleanup failed. */
+  stop(): Promise<void>;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly description: string;
+  start(options: TargetOptions): Promise<RunningTarget>;
+}
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Herald's standalone server, `herald serve`, from source on the Node running the benchmark: one
+ * node on the memory broker, or several nodes of one hub on Redis or NATS, on a log of their own
+ * that is removed afterwards.
+ */
+export const herald: Target = {
+  name: 'herald',
+  description: 'Herald `serve` (node:http), run from source; memory broker, or nodes on Redis / NATS',
+  async start(options) {
+    const broker = BROKERS[options.broker ?? 'memory'];
+    const count = options.nodes ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > broker.maxNodes) {
+      throw new Error(
+        `herald cannot run ${count} nodes on the ${broker.name} broker (at most ${broker.maxNodes})`,
+      );
+    }
+    // Before anything starts: a broker that is not running fails the case with a clear message.
+    const brokerPids = broker.pids();
+    // Every load generator connects from one address: per-IP and per-publisher limits would
+    // measure themselves, not the hub.
+    const args = [
+      'src/server/cli.ts',
+      'serve',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--ip-connection-rate',
+      '0',
+      '--publish-rate',
+      '0',
+    ];
+    const stream = broker.name === 'memory' ? undefined : broker.newStream();
+    if (stream !== undefined) args.push('--broker', broker.url, '--stream', stream);
+    if (options.heartbeatMs !== undefined) args.push('--heartbeat', `${options.heartbeatMs}ms`);
+    if (options.historySize !== undefined) args.push('--history-size', String(options.historySize));
+
+    const drop = async () => {
+      if (stream !== undefined) await broker.drop(stream);
+    };
+    const forgetDrop = onInterrupt(drop);
+    const servers: ServerProcess[] = [];
+    let pids: number[];
+    const stop = async () => {
+      await Promise.all(servers.map((server) => server.stop()));
+      try {
+        await drop();
+      } catch (error) {
+        throw new Error(
+          `could not remove the log ${stream} from ${broker.name}: ${error instanceof Error ? error.message : error}`,
+        );
+      } finally {
+        forgetDrop();
+      }
+    };
+    try {
+      // One after the other: the first node creates the log (a JetStream stream), the others join it.
+      for (let i = 0; i < count; i++) {
+        servers.push(
+          await startServerProcess({
+            name: count === 1 ? 'herald' : `herald node ${i + 1}`,
+            command: process.execPath,
+            args: [...process.execArgv, ...args],
+            cwd: REPO,
+            // Its own HERALD_* settings would make runs incomparable.
+            env: Object.fromEntries(
+              Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_')),
+            ),
+            ready: /listening on (http:\/\/\S+)/,
+          }),
+        );
+      }
+      pids = servers.map((server) => {
+        if (server.child.pid === undefined) throw new Error('herald started without a pid');
+        return server.child.pid;
+      });
+    } catch (error) {
+      await stop().catch(() => {});
+      throw error;
+    }
+    const nodes = servers.map((server) => ({ host: server.url.hostname, port: Number(server.url.port) }));
+    const first = nodes[0];
+    const last = nodes[nodes.length - 1];
+    if (first === undefined || last === undefined) throw new Error('herald started no node');
+    return {
+      name: 'herald',
+      nodes,
+      publishTo: first,
+      subscribeTo: last,
+      protocol: 'herald',
+      pids,
+      broker: broker.name,
+      brokerPids,
+      exitReason: () => servers.map((server) => server.exitReason()).find((reason) => reason !== undefined),
+      output: () =>
+        servers.length === 1
+          ? (servers[0]?.output() ?? '')
+          : servers.map((server, i) => `[node ${i + 1}]\n${server.output()}`).join('\n'),
+      stop,
+    };
+  },
+};
+
+/** Every peer the benchmark knows, by name (`--target`). */
+export const TARGETS: Readonly<Record<string, Target>> = { herald };
