@@ -1,4 +1,6 @@
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { redactUrl } from '../brokers/redact-url.ts';
+import { withTimeout } from '../brokers/with-timeout.ts';
 import { BridgeError, type Pump } from './pump.ts';
 
 /*
@@ -56,7 +58,7 @@ export class NatsBridge {
       });
     } catch (error) {
       throw new Error(
-        `NATS bridges: cannot reach NATS at ${servers.map(redactServer).join(', ')}: ${error instanceof Error ? error.message : String(error)}`,
+        `NATS bridges: cannot reach NATS at ${servers.map(redactUrl).join(', ')}: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error },
       );
     }
@@ -99,7 +101,7 @@ export class NatsBridge {
     if (this.closing) return;
     this.closing = true;
     try {
-      await withTimeout(this.connection.drain(), 2_000);
+      await withTimeout(this.connection.drain(), 2_000, 'drain');
     } catch {
       // Unreachable server or slow drain: close without waiting.
     }
@@ -113,25 +115,11 @@ export class NatsBridge {
         this.up = false;
         if (this.closing) continue;
         options.report(
-          new BridgeError('nats', `connection to ${redactServer(status.server)} lost; reconnecting`),
+          new BridgeError('nats', `connection to ${redactUrl(status.server)} lost; reconnecting`),
         );
       } else if (status.type === 'reconnect') {
         this.up = true;
       }
     }
   }
-}
-
-function redactServer(server: string): string {
-  return server.replace(/\/\/[^@/]*@/, '//***@');
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,6 @@
 import { createClient, type RedisClientType } from 'redis';
+import { redactUrl } from '../brokers/redact-url.ts';
+import { withTimeout } from '../brokers/with-timeout.ts';
 import { BridgeError, type Pump } from './pump.ts';
 
 /*
@@ -156,6 +158,7 @@ export class RedisBridge {
         }),
       ),
       1_000,
+      'releasing the bridge leases',
     ).catch(() => {
       // Unreachable Redis: the lease lapses by itself after leaseMs.
     });
@@ -267,25 +270,4 @@ function connection(options: RedisBridgeOptions, role: string, where: string, fa
     );
   });
   return client;
-}
-
-/** The URL without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'the configured URL';
-  }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

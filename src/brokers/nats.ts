@@ -22,6 +22,7 @@ import type { EventDraft, HeraldEvent } from '../core/event.ts';
 import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
 import { decodeEvent, encodeDraft, toEvent } from './codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from './memory.ts';
+import { withTimeout } from './with-timeout.ts';
 
 export interface NatsBrokerOptions {
   /** `nats://host:port`, or several for a cluster. */
@@ -717,14 +718,6 @@ function isApiError(error: unknown, code: number): boolean {
 /** A conditional write lost: the key exists (create) or moved on (update). */
 function isWrongLastSequence(error: unknown): boolean {
   return isApiError(error, 10071) || isApiError(error, 10164);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function positive(value: number, what: string): number {

@@ -5,6 +5,7 @@ import type { EventDraft, HeraldEvent } from '../core/event.ts';
 import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
 import { decodeEvent, encodeDraft, toEvent } from './codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from './memory.ts';
+import { redactUrl } from './redact-url.ts';
 
 export interface RedisBrokerOptions {
   /** `redis[s]://[[user]:password@]host[:port][/db]`. */
@@ -324,12 +325,12 @@ export class RedisBroker implements Broker {
       if (!this.client.isOpen) await this.connect();
       await this.client.sendCommand(['PING'], { timeout: HEALTH_TIMEOUT_MS });
       if (this.feeding !== undefined && !this.blocking.isReady) {
-        return { ok: false, detail: `redis feed connection to ${redact(this.url)} is down; reconnecting` };
+        return { ok: false, detail: `redis feed connection to ${redactUrl(this.url)} is down; reconnecting` };
       }
       return { ok: true };
     } catch (error) {
       if (error instanceof HeraldError) return { ok: false, detail: error.detail };
-      return { ok: false, detail: `redis unreachable at ${redact(this.url)}: ${message(error)}` };
+      return { ok: false, detail: `redis unreachable at ${redactUrl(this.url)}: ${message(error)}` };
     }
   }
 
@@ -469,7 +470,7 @@ export class RedisBroker implements Broker {
       const detail =
         error instanceof ErrorReply
           ? `redis refused the ${what}: ${error.message}`
-          : `redis unreachable at ${redact(this.url)} (${what}): ${message(error)}`;
+          : `redis unreachable at ${redactUrl(this.url)} (${what}): ${message(error)}`;
       throw new HeraldError(503, 'broker-unavailable', detail);
     }
   }
@@ -504,7 +505,7 @@ export class RedisBroker implements Broker {
       throw new HeraldError(
         503,
         'broker-unavailable',
-        `redis unreachable at ${redact(this.url)}: ${message(error)}`,
+        `redis unreachable at ${redactUrl(this.url)}: ${message(error)}`,
       );
     }
   }
@@ -522,7 +523,7 @@ export class RedisBroker implements Broker {
       throw new HeraldError(
         503,
         'broker-unavailable',
-        `redis unreachable at ${redact(this.url)} (feed): ${message(error)}`,
+        `redis unreachable at ${redactUrl(this.url)} (feed): ${message(error)}`,
       );
     }
   }
@@ -568,17 +569,6 @@ function stripZeros(digits: string): string {
 function compareDecimal(a: string, b: string): number {
   if (a.length !== b.length) return a.length - b.length;
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** The URL without its password, for messages: a detail never carries a secret. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'the configured Redis URL';
-  }
 }
 
 function message(error: unknown): string {

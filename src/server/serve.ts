@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { JwtOptions } from '../auth/jwt.ts';
 import { startBridges } from '../bridges/index.ts';
 import { brokerFor } from '../brokers/connect.ts';
+import { redactUrl } from '../brokers/redact-url.ts';
 import { HeraldError } from '../core/errors.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
@@ -106,7 +107,7 @@ async function startHerald(config: ServeConfig, log: (line: string) => void): Pr
     return herald;
   } catch (error) {
     await herald.close().catch(() => {});
-    const reason = `the ${broker.kind} broker at ${redact(config.broker)} is unreachable: ${(error as Error).message}`;
+    const reason = `the ${broker.kind} broker at ${redactUrl(config.broker)} is unreachable: ${(error as Error).message}`;
     if (config.onBrokerDown === 'fail') {
       throw new Error(`${reason}. Start it, or pass --on-broker-down local to run this node alone on memory`);
     }
@@ -128,11 +129,6 @@ async function startBridgesOf(config: ServeConfig, herald: Herald, log: (line: s
   herald.addStats('bridges', () => bridges.stats());
   log(`herald: bridging ${config.bridge.length} source${config.bridge.length === 1 ? '' : 's'}`);
   return bridges;
-}
-
-/** A broker URL without its password, for messages. */
-function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
 export function heraldOptions(config: ServeConfig): HeraldOptions {
