@@ -92,6 +92,8 @@ export interface TenantStats {
   readonly connections: { readonly total: number; readonly byTopic: Record<string, number> };
 }
 
+const EMPTY_CHUNK = new Uint8Array(0);
+
 // Lifetimes vary by up to this fraction, so streams opened together do not all end together.
 const LIFETIME_JITTER = 0.1;
 
@@ -130,8 +132,8 @@ export class Hub implements SubscriberOwner {
   private feedLagMs = 0;
   /** Wakes every long poll under way, so `close()` does not wait out their waits. */
   private readonly pollers = new Set<() => void>();
-  /** Reused by every flush; flushes never overlap. */
-  private readonly scratch: Uint8Array[] = [];
+  /** Reused by every flush of a single event; flushes never overlap. */
+  private readonly single: Uint8Array[] = [EMPTY_CHUNK];
   private ticker: ReturnType<typeof setInterval> | undefined;
   private readonly ready: Promise<void>;
   private closing = false;
@@ -279,7 +281,7 @@ export class Hub implements SubscriberOwner {
     if (replayFrom !== undefined) await this.replay(subscriber, replayFrom);
     if (subscriber.isClosed) return;
     subscriber.state = 'live';
-    if (subscriber.outbox.count > 0) this.markDirty(subscriber);
+    if (subscriber.queuedEvents > 0) this.markDirty(subscriber);
   }
 
   /** Sends the log from `after` up to the subscriber's `replayUntil`, page by page, at the socket's pace. */
@@ -329,7 +331,8 @@ export class Hub implements SubscriberOwner {
     if (bucket === undefined) return;
     for (const topic of event.topics) {
       const exact = bucket.exact.get(topic);
-      if (exact !== undefined) for (const subscriber of exact) this.deliver(subscriber, event, stamp);
+      if (exact instanceof Set) for (const subscriber of exact) this.deliver(subscriber, event, stamp);
+      else if (exact !== undefined) this.deliver(exact, event, stamp);
       for (const entry of bucket.templatesFor(topic)) {
         for (const subscriber of entry.subscribers) this.deliver(subscriber, event, stamp);
       }
@@ -384,8 +387,10 @@ export class Hub implements SubscriberOwner {
   };
 
   private flushOne(subscriber: Subscriber, now: number): void {
-    const out = this.scratch;
-    out.length = 0;
+    const count = subscriber.queuedEvents;
+    // One event, the usual case, goes out in an array of one slot that is reused and never
+    // resized: nothing is allocated per recipient. A burst pays for its array once per write.
+    const out = count === 1 && subscriber.dropped === 0 ? this.single : [];
     if (subscriber.dropped > 0) {
       out.push(
         encodeSystemEvent('herald.gap', {
@@ -397,12 +402,13 @@ export class Hub implements SubscriberOwner {
       this.counters.gaps++;
       subscriber.dropped = 0;
     }
-    const count = subscriber.outbox.count;
-    const lastId = subscriber.outbox.drainInto(out);
+    const lastId =
+      count === 0 ? undefined : subscriber.outbox.drainInto(out, out === this.single ? 0 : out.length);
     if (lastId !== undefined) subscriber.lastSentId = lastId;
     this.counters.delivered += count;
-    if (out.length > 0) subscriber.write(out, now);
-    out.length = 0;
+    if (out === this.single || out.length > 0) subscriber.write(out, now);
+    // The frame is not kept alive until the next flush.
+    this.single[0] = EMPTY_CHUNK;
   }
 
   private markDirty(subscriber: Subscriber): void {
@@ -417,7 +423,7 @@ export class Hub implements SubscriberOwner {
 
   /** SubscriberOwner: the socket has room again. */
   drained(subscriber: Subscriber): void {
-    if (subscriber.state === 'live' && subscriber.outbox.count + subscriber.dropped > 0)
+    if (subscriber.state === 'live' && subscriber.queuedEvents + subscriber.dropped > 0)
       this.markDirty(subscriber);
   }
 
@@ -635,8 +641,8 @@ export class Hub implements SubscriberOwner {
     let queuedEvents = 0;
     let queuedBytes = 0;
     for (const subscriber of this.subscribers.values()) {
-      queuedEvents += subscriber.outbox.count;
-      queuedBytes += subscriber.outbox.bytes;
+      queuedEvents += subscriber.queuedEvents;
+      queuedBytes += subscriber.queuedBytes;
     }
     return {
       broker: this.broker.kind,

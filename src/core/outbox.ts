@@ -15,9 +15,12 @@ export interface OutboxLimits {
  */
 export class Outbox {
   // Parallel arrays rather than an entry object per queued event: no allocation per recipient.
+  // They keep their length when emptied (the slots are cleared, and `tail` marks the end): an
+  // array cut to length 0 gives up its backing store, and the next event would allocate again.
   private items: (HeraldEvent | undefined)[] = [];
-  private frames: Uint8Array[] = [];
+  private frames: (Uint8Array | undefined)[] = [];
   private head = 0;
+  private tail = 0;
   count = 0;
   bytes = 0;
   /** key → index of the queued event holding that latest-value slot; created on first keyed event. */
@@ -31,10 +34,11 @@ export class Outbox {
       // Conflation: the newer value replaces the queued one. It takes the newer position rather
       // than the older one, so ids still reach the client in log order.
       if (previous !== undefined) this.removeAt(previous);
-      this.keys.set(key, this.items.length);
+      this.keys.set(key, this.tail);
     }
-    this.items.push(event);
-    this.frames.push(frame);
+    this.items[this.tail] = event;
+    this.frames[this.tail] = frame;
+    this.tail++;
     this.count++;
     this.bytes += frame.byteLength;
   }
@@ -52,7 +56,7 @@ export class Outbox {
     let dropped = 0;
     while (this.isOver(limits)) {
       let victim = -1;
-      for (let i = this.head; i < this.items.length; i++) {
+      for (let i = this.head; i < this.tail; i++) {
         if (this.items[i]?.priority === 'normal') {
           victim = i;
           break;
@@ -66,7 +70,7 @@ export class Outbox {
 
   /** Drops queued events from the front while `test` holds for them. */
   dropWhile(test: (event: HeraldEvent) => boolean): void {
-    for (let i = this.head; i < this.items.length; i++) {
+    for (let i = this.head; i < this.tail; i++) {
       const event = this.items[i];
       if (event === undefined) continue;
       if (!test(event)) return;
@@ -74,13 +78,16 @@ export class Outbox {
     }
   }
 
-  /** Appends the queued frames to `out` in order and empties the outbox. Returns the last event's id. */
-  drainInto(out: Uint8Array[]): string | undefined {
+  /**
+   * Puts the queued frames into `out` in order from index `at` (its end unless given) and empties
+   * the outbox. Returns the last event's id.
+   */
+  drainInto(out: Uint8Array[], at = out.length): string | undefined {
     let lastId: string | undefined;
-    for (let i = this.head; i < this.items.length; i++) {
+    for (let i = this.head; i < this.tail; i++) {
       const event = this.items[i];
       if (event !== undefined) {
-        out.push(this.frames[i] as Uint8Array);
+        out[at++] = this.frames[i] as Uint8Array;
         lastId = event.id;
       }
     }
@@ -89,9 +96,18 @@ export class Outbox {
   }
 
   clear(): void {
-    this.items.length = 0;
-    this.frames.length = 0;
+    if (this.items.length > KEPT_SLOTS) {
+      // It grew while the socket was full: not worth keeping that much room.
+      this.items = [];
+      this.frames = [];
+    } else {
+      for (let i = this.head; i < this.tail; i++) {
+        this.items[i] = undefined;
+        this.frames[i] = undefined;
+      }
+    }
     this.head = 0;
+    this.tail = 0;
     this.count = 0;
     this.bytes = 0;
     this.keys?.clear();
@@ -103,7 +119,11 @@ export class Outbox {
     this.items[index] = undefined;
     this.count--;
     this.bytes -= (this.frames[index] as Uint8Array).byteLength;
+    this.frames[index] = undefined;
     if (event.key !== undefined && this.keys?.get(event.key) === index) this.keys.delete(event.key);
-    while (this.head < this.items.length && this.items[this.head] === undefined) this.head++;
+    while (this.head < this.tail && this.items[this.head] === undefined) this.head++;
   }
 }
+
+/** Slots an emptied outbox keeps for the next events; past this it starts over. */
+const KEPT_SLOTS = 64;

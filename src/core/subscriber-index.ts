@@ -14,12 +14,20 @@ export interface TemplateEntry<S> {
 /**
  * Subscribers of one tenant by what they asked for. Exact topics are a map lookup; templates are
  * matched once per distinct topic and the result kept, so fan-out costs what the recipients cost,
- * not what the subscriber count costs.
+ * not what the subscriber count costs. A topic is only matched against the templates whose
+ * literal start it shares, so a new topic costs what its few candidates cost, not one test per
+ * template (10 000 per-user templates would otherwise make every new topic a 10 000-regex scan).
  */
 export class TenantIndex<S> {
-  readonly exact = new Map<string, Set<S>>();
+  /**
+   * A topic's only subscriber is kept as is, a Set only from the second on: topics of one
+   * subscriber each (a user's own feed) are common, and a Set costs a few hundred bytes.
+   */
+  readonly exact = new Map<string, S | Set<S>>();
   readonly all = new Set<S>();
   readonly templates = new Map<string, TemplateEntry<S>>();
+  /** Templates by their literal start up to its last `/` (`dealers/{id}` under `dealers/`). */
+  private readonly byStem = new Map<string, TemplateEntry<S>[]>();
   private matches = new Map<string, TemplateEntry<S>[]>();
   /** Entries left without subscribers; kept so cached match lists stay valid, swept in bulk. */
   private vacant = 0;
@@ -30,22 +38,32 @@ export class TenantIndex<S> {
     let found = this.matches.get(topic);
     if (found === undefined) {
       found = [];
-      for (const entry of this.templates.values()) if (entry.matcher.test(topic)) found.push(entry);
+      this.collect(this.byStem.get(''), topic, found);
+      for (let slash = topic.indexOf('/'); slash !== -1; slash = topic.indexOf('/', slash + 1)) {
+        this.collect(this.byStem.get(topic.slice(0, slash + 1)), topic, found);
+      }
       if (this.matches.size >= MATCH_CACHE_LIMIT) this.matches.clear();
       this.matches.set(topic, found);
     }
     return found;
   }
 
+  private collect(
+    candidates: readonly TemplateEntry<S>[] | undefined,
+    topic: string,
+    found: TemplateEntry<S>[],
+  ): void {
+    if (candidates === undefined) return;
+    for (const entry of candidates) if (entry.matcher.test(topic)) found.push(entry);
+  }
+
   add(selector: Selector, subscriber: S): void {
     switch (selector.kind) {
       case 'exact': {
-        let set = this.exact.get(selector.source);
-        if (set === undefined) {
-          set = new Set();
-          this.exact.set(selector.source, set);
-        }
-        set.add(subscriber);
+        const present = this.exact.get(selector.source);
+        if (present === undefined) this.exact.set(selector.source, subscriber);
+        else if (present instanceof Set) present.add(subscriber);
+        else if (present !== subscriber) this.exact.set(selector.source, new Set([present, subscriber]));
         return;
       }
       case 'all':
@@ -56,6 +74,10 @@ export class TenantIndex<S> {
         if (entry === undefined) {
           entry = { matcher: selector.matcher, subscribers: new Set() };
           this.templates.set(selector.source, entry);
+          const stem = stemOf(entry.matcher);
+          const siblings = this.byStem.get(stem);
+          if (siblings === undefined) this.byStem.set(stem, [entry]);
+          else siblings.push(entry);
           // A new template may match topics already cached.
           this.matches.clear();
         } else if (entry.subscribers.size === 0) this.vacant--;
@@ -68,8 +90,11 @@ export class TenantIndex<S> {
   remove(selector: Selector, subscriber: S): void {
     switch (selector.kind) {
       case 'exact': {
-        const set = this.exact.get(selector.source);
-        if (set?.delete(subscriber) && set.size === 0) this.exact.delete(selector.source);
+        const present = this.exact.get(selector.source);
+        if (present === subscriber) this.exact.delete(selector.source);
+        else if (present instanceof Set && present.delete(subscriber) && present.size === 1) {
+          for (const last of present) this.exact.set(selector.source, last);
+        }
         return;
       }
       case 'all':
@@ -89,13 +114,26 @@ export class TenantIndex<S> {
   private sweep(): void {
     for (const [source, entry] of this.templates)
       if (entry.subscribers.size === 0) this.templates.delete(source);
+    for (const [stem, entries] of this.byStem) {
+      const kept = entries.filter((entry) => entry.subscribers.size > 0);
+      if (kept.length === 0) this.byStem.delete(stem);
+      else this.byStem.set(stem, kept);
+    }
     this.vacant = 0;
     this.matches.clear();
   }
 }
 
+/** The template's literal start, cut after its last `/`: every topic it matches starts so. */
+function stemOf(matcher: CachedTemplate): string {
+  const { prefix } = matcher.template;
+  return prefix.slice(0, prefix.lastIndexOf('/') + 1);
+}
+
 const NONE: readonly never[] = [];
-const MATCH_CACHE_LIMIT = 10_000;
+// Above the distinct topics a busy tenant publishes to at once: cleared when full, and a
+// cleared cache costs one candidate scan per topic again.
+const MATCH_CACHE_LIMIT = 100_000;
 const VACANT_SWEEP = 64;
 
 /** Tenant → topic → subscribers. A tenant's bucket exists while it has subscribers. */
@@ -133,7 +171,7 @@ export class SubscriberIndex<S extends Indexed> {
     for (const [tenant, bucket] of this.tenants) {
       if (only !== undefined && tenant !== only) continue;
       byTenant[tenant] = bucket.size;
-      for (const [topic, set] of bucket.exact) count(topic, set.size);
+      for (const [topic, members] of bucket.exact) count(topic, members instanceof Set ? members.size : 1);
       for (const [source, entry] of bucket.templates) count(source, entry.subscribers.size);
       count('*', bucket.all.size);
     }

@@ -64,8 +64,6 @@ export class Subscriber {
   readonly subject: string | undefined;
   readonly expiresAt: number;
   readonly sink: Sink;
-  readonly outbox = new Outbox();
-  readonly openedAt: number;
   /** When the lifetime limit ends this stream; Infinity without one. */
   readonly deadline: number;
   state: SubscriberState = 'replaying';
@@ -91,6 +89,8 @@ export class Subscriber {
   readonly onClose: (() => void) | undefined;
   private readonly owner: SubscriberOwner;
   private drainWaiters: (() => void)[] | undefined;
+  /** Made on the first event: an idle stream never needs one. */
+  private queue: Outbox | undefined;
 
   constructor(
     id: string,
@@ -105,16 +105,30 @@ export class Subscriber {
     this.selectors = subscription.selectors;
     this.filter = subscription.filter;
     this.grants = subscription.grants;
-    this.permissions = new Set(subscription.permissions);
+    this.permissions = permissionSet(subscription.permissions);
     this.subject = subscription.subject;
     this.expiresAt = subscription.expiresAt ?? Number.POSITIVE_INFINITY;
     this.onClose = subscription.onClose;
     this.sink = sink;
     this.owner = owner;
-    this.openedAt = now;
     this.lastWriteAt = now;
     this.lastEventAt = now;
     this.deadline = deadline;
+  }
+
+  /** The events waiting for the socket. */
+  get outbox(): Outbox {
+    this.queue ??= new Outbox();
+    return this.queue;
+  }
+
+  /** How many events wait, without making an outbox for it. */
+  get queuedEvents(): number {
+    return this.queue === undefined ? 0 : this.queue.count;
+  }
+
+  get queuedBytes(): number {
+    return this.queue === undefined ? 0 : this.queue.bytes;
   }
 
   /** A getter, so checks after an `await` are not narrowed away by the compiler. */
@@ -168,7 +182,7 @@ export class Subscriber {
   /** Hub: this stream is over; wake anything waiting on it. */
   markClosed(): void {
     this.state = 'closed';
-    this.outbox.clear();
+    this.queue?.clear();
     this.releaseWaiters();
   }
 
@@ -178,4 +192,22 @@ export class Subscriber {
     this.drainWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
+}
+
+const NO_PERMISSIONS: ReadonlySet<string> = new Set();
+/** Streams opened with the same permissions share one Set of them; bounded, like any cache here. */
+const permissionSets = new Map<string, ReadonlySet<string>>();
+const PERMISSION_SETS_LIMIT = 1_000;
+
+function permissionSet(permissions: readonly string[] | undefined): ReadonlySet<string> {
+  if (permissions === undefined || permissions.length === 0) return NO_PERMISSIONS;
+  // JSON, not a join: no permission, whatever characters it holds, can pass for two.
+  const key = JSON.stringify([...permissions].sort());
+  let set = permissionSets.get(key);
+  if (set === undefined) {
+    set = new Set(permissions);
+    if (permissionSets.size >= PERMISSION_SETS_LIMIT) permissionSets.clear();
+    permissionSets.set(key, set);
+  }
+  return set;
 }

@@ -32,6 +32,20 @@ function drained(outbox: Outbox): number[] {
 }
 
 describe('outbox', () => {
+  test('emptied and filled again, whether it grew large or not, it holds only what came since', () => {
+    const outbox = new Outbox();
+    for (const n of [3, 1, 200, 2, 0, 1]) {
+      for (let i = 0; i < n; i++) push(outbox, event({ size: i + 1, key: i === 0 ? 'k' : undefined }));
+      assert.equal(outbox.count, n);
+      assert.deepEqual(
+        drained(outbox),
+        Array.from({ length: n }, (_, i) => i + 1),
+      );
+      assert.equal(outbox.count, 0);
+      assert.equal(outbox.bytes, 0);
+    }
+  });
+
   test('keeps order and counts events and bytes', () => {
     const outbox = new Outbox();
     push(outbox, event({ size: 1 }));
