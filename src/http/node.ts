@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
+import { type AnyRequest, type AnyResponse, forHttp2, Http2Sink, isGone, isHttp2 } from './http2.ts';
+import { hasParser, settleStream } from './release.ts';
 import type { HttpReply, HttpRequest } from './request.ts';
 import { handle, notFound, problemReply } from './routes.ts';
 
@@ -11,9 +13,12 @@ export interface NodeHandlerOptions {
   readonly basePath?: string;
 }
 
-/** A `(req, res, next?)` handler for node:http, Express and Connect-style stacks. */
+/**
+ * A `(req, res, next?)` handler for node:http, node:http2's compatibility API (HTTP/2 and its
+ * HTTP/1.1 fallback), Express and Connect-style stacks.
+ */
 export interface NodeHandler {
-  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  (req: AnyRequest, res: AnyResponse, next?: (error?: unknown) => void): void;
   /**
    * Ends every stream this handler has open, each with a jittered `retry:` hint (as
    * `herald.close()` does), and leaves the hub running. A server's `close()` waits for open
@@ -31,7 +36,11 @@ export interface NodeHandler {
 export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): NodeHandler {
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
   const streams = new Set<Subscriber>();
-  const handler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void => {
+  const handler = (anyReq: AnyRequest, anyRes: AnyResponse, next?: (error?: unknown) => void): void => {
+    // node:http2's compatibility API has what is used here under node:http's names; http2.ts
+    // covers where the two differ.
+    const req = anyReq as IncomingMessage;
+    const res = anyRes as ServerResponse;
     const url = req.url ?? '/';
     const queryStart = url.indexOf('?');
     let path = queryStart === -1 ? url : url.slice(0, queryStart);
@@ -88,9 +97,14 @@ class NodeRequest implements HttpRequest {
     if (this.aborted === undefined) {
       const controller = new AbortController();
       this.aborted = controller;
-      this.res.once('close', () => {
-        if (!this.res.writableFinished) controller.abort();
-      });
+      // Asked for after the client left (while authenticating): 'close' will not come again.
+      if (isGone(this.res)) controller.abort();
+      else {
+        // Not writableFinished: an HTTP/2 stream reset by its client counts as finished.
+        this.res.once('close', () => {
+          if (!this.res.writableEnded) controller.abort();
+        });
+      }
     }
     return this.aborted.signal;
   }
@@ -123,6 +137,8 @@ class NodeRequest implements HttpRequest {
         if (size > limit) throw tooLarge(size, limit, 'over');
         chunks.push(chunk);
       }
+      // An HTTP/2 request whose stream was reset ends as if complete: it must not pass for the body.
+      if ((req as { aborted?: boolean }).aborted === true) throw new Error('aborted');
     } catch (error) {
       if (error instanceof HeraldError) throw error;
       // The client went away mid-upload ('aborted'): its request, not a failure of the hub to log.
@@ -145,23 +161,24 @@ function tooLarge(size: number, limit: number, qualifier = ''): HeraldError {
 }
 
 function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, streams: Set<Subscriber>): void {
-  if (res.headersSent || res.destroyed) {
+  if (res.headersSent || isGone(res)) {
     if (reply.kind === 'stream') reply.discard();
     return;
   }
   if (reply.kind === 'response') {
-    res.writeHead(reply.status, reply.headers);
+    res.writeHead(reply.status, isHttp2(req) ? forHttp2(reply.headers) : reply.headers);
     res.end(reply.body);
     return;
   }
   // Connection headers are forbidden on HTTP/2.
   res.writeHead(
     200,
-    req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : reply.headers,
+    req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : forHttp2(reply.headers),
   );
   req.socket.setTimeout(0);
   req.socket.setNoDelay(true);
-  const subscriber = reply.open(new NodeSink(res));
+  const subscriber = reply.open(isHttp2(req) ? new Http2Sink(res) : new NodeSink(res));
+  settleStream(req, res);
   streams.add(subscriber);
   res.on('drain', () => subscriber.drained());
   res.on('close', () => {
@@ -198,7 +215,10 @@ class NodeSink implements Sink {
   }
 
   end(): void {
+    const socket = this.res.socket;
     this.res.end();
+    // Without its parser (settleStream) the connection would wait for a request nobody reads.
+    if (socket !== null && !hasParser(socket)) socket.end();
   }
 
   destroy(): void {

@@ -1,15 +1,16 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHerald, type Herald, type HeraldOptions } from '../../src/herald.ts';
 import { nodeHandler } from '../../src/http/node.ts';
 import { resolveConfig } from '../../src/server/config.ts';
 import { serve } from '../../src/server/serve.ts';
+import type { HeraldServer } from '../../src/server/tls.ts';
 import { openStream, type SseStream, type StreamOptions } from './sse-client.ts';
 
 export interface TestHub {
   readonly url: string;
   readonly herald: Herald;
-  readonly server: Server;
+  readonly server: HeraldServer;
   /** Opens `/v1/events` with the given query (e.g. `topic=a&type=b`) and waits for the response. */
   subscribe(query: string, options?: StreamOptions): Promise<SseStream>;
   /** POSTs JSON to /v1/publish and returns status and parsed body. */
@@ -37,12 +38,13 @@ export async function startHub(options: HeraldOptions = {}): Promise<TestHub> {
 export async function startServe(settings: Record<string, unknown> = {}): Promise<TestHub> {
   const running = await serve(resolveConfig({ port: 0, ...settings }, {}));
   return testHub(running.url, running.herald, running.server, async () => {
-    running.server.closeAllConnections();
+    // An HTTP/2 server has no such thing: its close() already ends every session.
+    if ('closeAllConnections' in running.server) running.server.closeAllConnections();
     await running.close();
   });
 }
 
-function testHub(url: string, herald: Herald, server: Server, close: () => Promise<void>): TestHub {
+function testHub(url: string, herald: Herald, server: HeraldServer, close: () => Promise<void>): TestHub {
   const streams: SseStream[] = [];
   return {
     url,
