@@ -113,9 +113,7 @@ export class MemoryBroker implements Broker {
   }
 
   compare(a: string, b: string): number {
-    const [epochA, seqA] = parse(a) ?? [0, 0];
-    const [epochB, seqB] = parse(b) ?? [0, 0];
-    return epochA - epochB || seqA - seqB;
+    return compareMemoryPositions(a, b);
   }
 
   async history(): Promise<HistoryStats> {
@@ -167,6 +165,13 @@ export class MemoryBroker implements Broker {
   private forget(event: HeraldEvent): void {
     if (event.id !== event.pos) this.chosenIds.delete(event.id);
   }
+}
+
+/** Orders two positions of a memory log; shared with the workers that reach one over IPC. */
+export function compareMemoryPositions(a: string, b: string): number {
+  const [epochA, seqA] = parse(a) ?? [0, 0];
+  const [epochB, seqB] = parse(b) ?? [0, 0];
+  return epochA - epochB || seqA - seqB;
 }
 
 function parse(id: string): [epoch: number, seq: number] | undefined {

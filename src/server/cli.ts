@@ -6,6 +6,7 @@ import { listenCommand } from './listen-command.ts';
 import { publishCommand } from './publish-command.ts';
 import { serve } from './serve.ts';
 import { mintToken } from './token-command.ts';
+import { runWorkers } from './workers.ts';
 
 // Streams get a retry hint and the process exits well inside the 10 s most orchestrators allow.
 const SHUTDOWN_DEADLINE_MS = 4_500;
@@ -26,6 +27,7 @@ const serveCommand = program
   .description('run the hub (memory broker by default: no other service needed)')
   .action(async (flags: Record<string, unknown>) => {
     const config = resolveConfig(flags);
+    if (config.workers > 1) return runWorkers(config, version);
     const running = await serve(config, (line) => console.error(line));
     const broker = running.herald.degraded
       ? `memory, ${running.herald.degraded}`

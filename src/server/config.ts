@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../brokers/memory.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
@@ -64,9 +65,26 @@ const listOf = (separator: RegExp) =>
     );
 const list = listOf(/,/);
 
+/** A number of processes, or `auto`: one per CPU the process may use. */
+const workers = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  if (/^\s*auto\s*$/i.test(String(value))) return availableParallelism();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${value}" is not a number of processes; use 1 to 1024, or auto`,
+    });
+    return z.NEVER;
+  }
+  return n;
+});
+
 const schema = z.object({
   port: z.coerce.number().int().min(0).max(65_535),
+  workers,
   host: z.string().min(1),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   broker: z
     .string()
     .regex(
@@ -161,6 +179,24 @@ const L = DEFAULT_LIMITS;
 export const SETTINGS: readonly Setting[] = [
   setting('port', '--port <port>', 8080, 'port to listen on (0: any free port)', { aliases: ['PORT'] }),
   setting('host', '--host <host>', '127.0.0.1', 'address to listen on', { aliases: ['HOST'] }),
+  setting(
+    'workers',
+    '--workers <n>',
+    1,
+    'processes serving the port (auto: one per CPU); one log, any worker serves any client',
+  ),
+  setting(
+    'tlsCert',
+    '--tls-cert <file>',
+    undefined,
+    'PEM certificate (chain) for HTTPS with HTTP/2 and HTTP/1.1 on the port: a file, or the PEM text itself',
+  ),
+  setting(
+    'tlsKey',
+    '--tls-key <file>',
+    undefined,
+    'PEM private key of --tls-cert: a file, or the PEM text itself',
+  ),
   setting(
     'broker',
     '--broker <url>',

@@ -1,31 +1,46 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JwtOptions } from '../auth/jwt.ts';
 import { startBridges } from '../bridges/index.ts';
+import type { Broker } from '../brokers/broker.ts';
 import { brokerFor } from '../brokers/connect.ts';
 import { redactUrl } from '../brokers/redact-url.ts';
 import { HeraldError } from '../core/errors.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { ServeConfig } from './config.ts';
+import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
 
 export interface RunningServer {
   readonly url: string;
   readonly herald: Herald;
-  readonly server: Server;
+  /** node:http, or node:http2 serving HTTP/2 and HTTP/1.1 with `--tls-cert`. */
+  readonly server: HeraldServer;
   /** Stops accepting, ends every stream with a retry hint, and resolves once all is closed. */
   close(): Promise<void>;
+}
+
+/** How a worker of `herald serve --workers N` differs from a hub on its own (src/server/workers.ts). */
+export interface ServeOverrides {
+  /** The log, when the primary holds it (the memory broker over IPC). */
+  readonly broker?: Broker;
+  /** Why the hub runs other than configured, as the primary decided it. */
+  readonly degraded?: string;
+  /** Share the port with the other workers; the kernel balances connections. */
+  readonly reusePort?: boolean;
 }
 
 /** Starts the standalone hub: its broker behind a node:http server. */
 export async function serve(
   config: ServeConfig,
   log: (line: string) => void = () => {},
+  overrides: ServeOverrides = {},
 ): Promise<RunningServer> {
-  const herald = await startHerald(config, log);
+  // A bad certificate stops the start before a broker connection is made for nothing.
+  const tls = loadTls(config);
+  const herald = await startHerald(config, log, overrides);
   const bridges = await startBridgesOf(config, herald, log);
   // Without a key anyone who can reach the hub may publish anything: only this machine may.
   if (herald.open && !config.insecure && !isLoopback(config.host)) {
@@ -36,11 +51,11 @@ export async function serve(
     );
   }
   // Room for a full subscription in the URL: 100 selectors of up to 1 024 characters.
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, nodeHandler(herald));
+  const server = createHeraldServer(nodeHandler(herald), tls, MAX_HEADER_BYTES);
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host, () => {
+    server.listen({ port: config.port, host: config.host, reusePort: overrides.reusePort ?? false }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -49,7 +64,7 @@ export async function serve(
   const host = address.includes(':') ? `[${address}]` : address;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${port}`,
+    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
     herald,
     server,
     close() {
@@ -91,8 +106,17 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
  * the default: nodes that cannot share a log must not pretend to) or leaves this node on its own
  * memory log, saying so in `/readyz` (`local`).
  */
-async function startHerald(config: ServeConfig, log: (line: string) => void): Promise<Herald> {
+async function startHerald(
+  config: ServeConfig,
+  log: (line: string) => void,
+  overrides: ServeOverrides,
+): Promise<Herald> {
   const options = heraldOptions(config);
+  if (overrides.broker !== undefined) {
+    const herald = createHerald({ ...options, broker: overrides.broker, degraded: overrides.degraded });
+    await herald.hub.whenReady();
+    return herald;
+  }
   const broker = await brokerFor({
     url: config.broker,
     stream: config.stream,

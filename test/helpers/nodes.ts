@@ -33,7 +33,8 @@ export async function spawnHub(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no URL printed within 15 s:\n${output}`)), 15_000);
     const check = () => {
-      const match = /listening on (http:\/\/\S+)/.exec(output);
+      // https:// with --tls-cert and --tls-key.
+      const match = /listening on (https?:\/\/\S+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(match[1] as string);

@@ -1,0 +1,276 @@
+import type { Duplex } from 'node:stream';
+import { HeraldError } from '../core/errors.ts';
+import type { EventDraft, HeraldEvent } from '../core/event.ts';
+import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import { toEvent } from './codec.ts';
+import { compareMemoryPositions, type MemoryBroker } from './memory.ts';
+
+/**
+ * The memory log shared by the worker processes of `herald serve --workers N`: the primary holds
+ * the one `MemoryBroker` (`LogServer`), each worker reaches it through an `IpcBroker`, so ids,
+ * history, replay and gaps are exactly those of a single process.
+ *
+ * The wire is newline-delimited JSON over a dedicated pipe rather than `process.send`, so that a
+ * feed batch is serialized once and the same bytes are written to every worker (process.send would
+ * serialize the message again for each one). `JSON.stringify` never emits a raw newline, which
+ * makes the newline a safe frame delimiter.
+ *
+ * Worker → primary: `{"n":<request>,"o":<operation>,"a":<argument>}`.
+ * Primary → worker: `{"n":<request>,"v":<value>}`, `{"n":<request>,"e":{"s","c","d"}}` (an error),
+ * or `{"f":[events]}`: everything appended by any worker since the last batch, in log order.
+ */
+
+type Operation = 'start' | 'append' | 'locate' | 'read' | 'history' | 'health';
+
+interface Request {
+  readonly n: number;
+  readonly o: Operation;
+  readonly a?: unknown;
+}
+
+interface Reply {
+  readonly n?: number;
+  readonly v?: unknown;
+  readonly e?: { readonly s: number; readonly c: string; readonly d: string };
+  readonly f?: readonly WireEvent[];
+}
+
+/** An event as JSON carries it: `frame` and `variants` are per-process caches, never sent. */
+type WireEvent = Omit<HeraldEvent, 'frame' | 'variants'>;
+
+/** Feed bytes a worker may leave unread before the primary gives up on it. */
+const MAX_WORKER_BACKLOG_BYTES = 64 * 1024 * 1024;
+
+/** Calls `onLine` with each complete line arriving on `stream`. */
+function readLines(stream: Duplex, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    let start = 0;
+    let end = chunk.indexOf('\n');
+    if (end === -1) {
+      partial += chunk;
+      return;
+    }
+    // The first line may have begun in an earlier chunk; the others lie wholly in this one.
+    onLine(partial + chunk.slice(0, end));
+    partial = '';
+    start = end + 1;
+    for (end = chunk.indexOf('\n', start); end !== -1; end = chunk.indexOf('\n', start)) {
+      onLine(chunk.slice(start, end));
+      start = end + 1;
+    }
+    partial = chunk.slice(start);
+  });
+}
+
+/** Back to the one object shape every broker gives the hub. */
+function revive(event: WireEvent): HeraldEvent {
+  return toEvent(event as EventDraft, event.pos);
+}
+
+/** The primary's side: serves one `MemoryBroker` to any number of worker pipes. */
+export class LogServer {
+  private readonly broker: MemoryBroker;
+  /** Workers whose feed has started. */
+  private readonly fed = new Set<Duplex>();
+  private pending: HeraldEvent[] = [];
+  private flushScheduled = false;
+  private readonly started: Promise<string>;
+  /** The last event sent to the workers: where a new worker's feed begins. */
+  private head: string | undefined;
+
+  constructor(broker: MemoryBroker) {
+    this.broker = broker;
+    this.started = broker.start((events) => {
+      for (const event of events) this.pending.push(event);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Appends from every worker within one turn of the event loop leave as one batch.
+        setImmediate(this.flush);
+      }
+    });
+  }
+
+  /** Serves a worker's pipe until it closes. */
+  attach(stream: Duplex): void {
+    const detach = () => this.fed.delete(stream);
+    stream.on('close', detach);
+    stream.on('end', () => {
+      detach();
+      stream.end();
+    });
+    // A worker that died mid-write leaves EPIPE behind; its restart gets a new pipe.
+    stream.on('error', detach);
+    readLines(stream, (line) => {
+      let request: Request;
+      try {
+        request = JSON.parse(line) as Request;
+      } catch {
+        return;
+      }
+      this.handle(stream, request).catch(() => {});
+    });
+  }
+
+  private async handle(stream: Duplex, { n, o, a }: Request): Promise<void> {
+    let reply: Reply;
+    try {
+      reply = { n, v: await this.perform(stream, o, a) };
+    } catch (error) {
+      reply =
+        error instanceof HeraldError
+          ? { n, e: { s: error.status, c: error.code, d: error.detail } }
+          : { n, e: { s: 503, c: 'broker-unavailable', d: (error as Error).message } };
+    }
+    if (stream.writable) stream.write(`${JSON.stringify(reply)}\n`);
+  }
+
+  private async perform(stream: Duplex, operation: Operation, argument: unknown): Promise<unknown> {
+    const broker = this.broker;
+    switch (operation) {
+      case 'start': {
+        const initial = await this.started;
+        // What is already batched precedes the head given to this worker: it must not get it too.
+        this.flush();
+        this.fed.add(stream);
+        return this.head ?? initial;
+      }
+      case 'append': {
+        // Only positions go back: the worker already holds the drafts.
+        const events = await broker.append(argument as EventDraft[]);
+        return events.map((event) => event.pos);
+      }
+      case 'locate':
+        return broker.locate(argument as string);
+      case 'read': {
+        const [after, until, limit] = argument as [string | null, string, number];
+        return broker.read(after, until, limit);
+      }
+      case 'history':
+        return broker.history();
+      case 'health':
+        return broker.health();
+      default:
+        throw new HeraldError(400, 'bad-request', `unknown log operation ${String(operation)}`);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const events = this.pending;
+    if (events.length === 0) return;
+    this.pending = [];
+    const last = events[events.length - 1] as HeraldEvent;
+    this.head = last.pos;
+    // Serialized once; the same bytes go to every worker.
+    const bytes = Buffer.from(`{"f":${JSON.stringify(events)}}\n`);
+    for (const stream of this.fed) {
+      if (!stream.writable) continue;
+      // A worker that stopped reading would otherwise grow the primary without bound: cut it off,
+      // so it exits, is restarted, and its clients resume from the log.
+      if (stream.writableLength > MAX_WORKER_BACKLOG_BYTES) stream.destroy();
+      else stream.write(bytes);
+    }
+  };
+
+  close(): Promise<void> {
+    this.flush();
+    return this.broker.close();
+  }
+}
+
+/**
+ * A worker's side: the `Broker` the worker's hub uses, answered by the primary's `LogServer`.
+ * Positions are the memory broker's, so comparing them needs no round trip.
+ */
+export class IpcBroker implements Broker {
+  readonly kind = 'memory';
+  private readonly stream: Duplex;
+  private readonly calls = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (error: Error) => void }
+  >();
+  private nextCall = 1;
+  private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
+  private gone: string | undefined;
+
+  constructor(stream: Duplex) {
+    this.stream = stream;
+    readLines(stream, (line) => this.receive(JSON.parse(line) as Reply));
+    const lost = () => this.fail('the primary process that holds the log is gone; this worker is stopping');
+    stream.on('close', lost);
+    stream.on('error', lost);
+  }
+
+  async start(feed: (events: readonly HeraldEvent[]) => void): Promise<string> {
+    // Set before asking: the pipe is ordered, so no batch can arrive ahead of the answer.
+    this.feed = feed;
+    return (await this.call('start')) as string;
+  }
+
+  async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
+    const positions = (await this.call('append', drafts)) as string[];
+    return drafts.map((draft, i) => toEvent(draft, positions[i] as string));
+  }
+
+  locate(id: string): Promise<Location> {
+    return this.call('locate', id) as Promise<Location>;
+  }
+
+  async read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]> {
+    const events = (await this.call('read', [after, until, limit])) as WireEvent[];
+    return events.map(revive);
+  }
+
+  compare(a: string, b: string): number {
+    return compareMemoryPositions(a, b);
+  }
+
+  history(): Promise<HistoryStats> {
+    return this.call('history') as Promise<HistoryStats>;
+  }
+
+  async health(): Promise<BrokerHealth> {
+    if (this.gone !== undefined) return { ok: false, detail: this.gone };
+    return (await this.call('health')) as BrokerHealth;
+  }
+
+  async close(): Promise<void> {
+    this.feed = undefined;
+    this.fail('the hub is shutting down; retry shortly');
+    this.stream.end();
+  }
+
+  private call(operation: Operation, argument?: unknown): Promise<unknown> {
+    if (this.gone !== undefined) {
+      return Promise.reject(new HeraldError(503, 'broker-unavailable', this.gone));
+    }
+    const n = this.nextCall++;
+    const request: Request = argument === undefined ? { n, o: operation } : { n, o: operation, a: argument };
+    return new Promise((resolve, reject) => {
+      this.calls.set(n, { resolve, reject });
+      this.stream.write(`${JSON.stringify(request)}\n`);
+    });
+  }
+
+  private receive(reply: Reply): void {
+    if (reply.f !== undefined) {
+      this.feed?.(reply.f.map(revive));
+      return;
+    }
+    const call = this.calls.get(reply.n as number);
+    if (call === undefined) return;
+    this.calls.delete(reply.n as number);
+    if (reply.e === undefined) call.resolve(reply.v);
+    else call.reject(new HeraldError(reply.e.s, reply.e.c, reply.e.d));
+  }
+
+  private fail(reason: string): void {
+    this.gone ??= reason;
+    for (const call of this.calls.values()) {
+      call.reject(new HeraldError(503, 'broker-unavailable', this.gone));
+    }
+    this.calls.clear();
+  }
+}
