@@ -14,6 +14,16 @@ export interface OpenStreams {
   /** Connection attempts in flight at once (a burst overflows the server's accept backlog). */
   readonly concurrency: number;
   readonly timeoutMs: number;
+  /** One topic per connection, in place of `topic` (S4: each stream its own). */
+  readonly topics?: readonly string[];
+  /** The source address every socket binds (127.0.0.x): one address has ~28 000 ephemeral ports. */
+  readonly localAddress?: string;
+  /** Resume after this event id (`Last-Event-ID`); every stream then starts past `afterSeq`. */
+  readonly lastEventId?: string;
+  /** The seq each stream counts as already received: what follows must be `afterSeq + 1`. */
+  readonly afterSeq?: number;
+  /** Count and time events from this seq on, from the first byte (as `measure` does later). */
+  readonly measureFrom?: number;
 }
 
 /** From now on, events with `seq >= fromSeq` are the measured ones. */
@@ -34,6 +44,8 @@ export type SubscriberIn = OpenStreams | Measure | RequestReport | Quit;
 
 export interface Opened {
   readonly type: 'opened';
+  /** When the first connection attempt began, on `nowMs()`'s clock. */
+  readonly startedAt: number;
   readonly ready: number;
   readonly failed: number;
   /** A few distinct error messages, for the report. */
@@ -98,6 +110,14 @@ export interface PublishPhase {
   /** Saturated: never publish beyond seq `minSeq + window`. */
   readonly window: number;
   readonly payloadBytes: number;
+  /**
+   * Events spread over these topics, round robin, in place of `topic`: the event numbered g goes
+   * to `topics[(g - 1) % n]` and carries seq `floor((g - 1) / n) + 1`, so each topic's events are
+   * numbered 1, 2, 3 … for its subscribers. `firstSeq` and `lastSeq` count g.
+   */
+  readonly topics?: readonly string[];
+  /** With `topics`, on a protocol without `publishEach`: single-event requests in flight at once. */
+  readonly parallel?: number;
 }
 
 /** The orchestrator's latest view of what every subscriber has received. */

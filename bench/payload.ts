@@ -24,11 +24,16 @@ export function encodePayload(seq: number, sentAt: number, bytes = PAYLOAD_BYTES
   return head.length >= bytes ? head : head + 'x'.repeat(bytes - head.length);
 }
 
-/** The sequence number, or NaN when `data` is not a benchmark payload (a system event's JSON). */
+/**
+ * The sequence number, or NaN when `data` is not a benchmark payload (a system event's JSON). A
+ * payload a peer sent JSON-encoded (better-sse's default serializer) is a quoted string of the
+ * same ASCII text, so it is read past the quote.
+ */
 export function payloadSeq(data: string): number {
-  const code = data.charCodeAt(0);
+  const from = data.charCodeAt(0) === 34 ? 1 : 0;
+  const code = data.charCodeAt(from);
   if (code < 48 || code > 57) return Number.NaN;
-  return +data.substring(0, data.indexOf(' '));
+  return +data.substring(from, data.indexOf(' '));
 }
 
 /** The publisher's send time in ms; call only when `payloadSeq` was a number. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** CPU time and memory of other processes, from Linux's /proc. */
 
@@ -59,4 +59,31 @@ export function machineBusySeconds(): number {
     .slice(1)
     .map(Number);
   return (user + nice + system + irq + softirq + steal) / clockTicksPerSecond();
+}
+
+/**
+ * `pid` and every process it started, children first-level and below: a server of several worker
+ * processes (`herald serve --workers`) is all of them. Reads /proc/<pid>/task/<tid>/children,
+ * so a process that has exited meanwhile is simply left out.
+ */
+export function processTree(pid: number): number[] {
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) {
+    const parent = tree[i] as number;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${parent}/task`);
+    } catch {
+      continue;
+    }
+    for (const task of tasks) {
+      try {
+        const text = readFileSync(`/proc/${parent}/task/${task}/children`, 'utf8').trim();
+        if (text !== '') for (const child of text.split(' ')) tree.push(Number(child));
+      } catch {
+        // The task ended while being read.
+      }
+    }
+  }
+  return tree;
 }

@@ -8,13 +8,17 @@
 import http from 'node:http';
 import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from './messages.ts';
 import { encodePayload, nowMs } from './payload.ts';
-import { protocolNamed, type WireProtocol } from './protocols.ts';
+import { type PublishRequest, protocolNamed, type TopicEvent, type WireProtocol } from './protocols.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Saturated mode re-checks the window at least this often, even without news. */
 const WAIT_SLICE_MS = 50;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+/** Single-event requests to many topics go out on several connections at once. */
+let parallelAgent: http.Agent | undefined;
+/** Requests in flight at once when events are spread over topics and each is its own request. */
+const DEFAULT_PARALLEL = 16;
 let delivered = 0;
 let wake: (() => void) | undefined;
 
@@ -42,11 +46,49 @@ function deliveries(ms: number): Promise<void> {
   });
 }
 
-function post(phase: PublishPhase, protocol: WireProtocol, firstSeq: number, count: number): Promise<void> {
-  const payloads: string[] = new Array(count);
+/** The requests that publish events `firstSeq` to `firstSeq + count - 1`. */
+function requestsFor(
+  phase: PublishPhase,
+  protocol: WireProtocol,
+  firstSeq: number,
+  count: number,
+): PublishRequest[] {
   const sentAt = nowMs();
-  for (let i = 0; i < count; i++) payloads[i] = encodePayload(firstSeq + i, sentAt, phase.payloadBytes);
-  const request = protocol.publish(phase.topic, payloads);
+  const topics = phase.topics;
+  if (topics === undefined) {
+    const payloads: string[] = new Array(count);
+    for (let i = 0; i < count; i++) payloads[i] = encodePayload(firstSeq + i, sentAt, phase.payloadBytes);
+    return [protocol.publish(phase.topic, payloads)];
+  }
+  const n = topics.length;
+  const events: TopicEvent[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const g = firstSeq + i - 1;
+    events[i] = {
+      topic: topics[g % n] as string,
+      data: encodePayload(Math.floor(g / n) + 1, sentAt, phase.payloadBytes),
+    };
+  }
+  if (protocol.publishEach !== undefined) return [protocol.publishEach(events)];
+  // Events of one topic are n apart, so requests in flight together never share a topic.
+  return events.map((event) => protocol.publish(event.topic, [event.data]));
+}
+
+async function post(
+  phase: PublishPhase,
+  protocol: WireProtocol,
+  firstSeq: number,
+  count: number,
+): Promise<void> {
+  const requests = requestsFor(phase, protocol, firstSeq, count);
+  const only = requests[0];
+  if (requests.length === 1 && only !== undefined) return send1(phase, only, agent);
+  parallelAgent ??= new http.Agent({ keepAlive: true, maxSockets: phase.parallel ?? DEFAULT_PARALLEL });
+  const via = parallelAgent;
+  await Promise.all(requests.map((request) => send1(phase, request, via)));
+}
+
+function send1(phase: PublishPhase, request: PublishRequest, agent: http.Agent): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -82,7 +124,11 @@ function post(phase: PublishPhase, protocol: WireProtocol, firstSeq: number, cou
 
 async function run(phase: PublishPhase): Promise<PhaseDone> {
   const protocol = protocolNamed(phase.protocol);
-  const maxBatch = Math.max(1, Math.min(phase.batch, protocol.maxBatch));
+  // Spread over topics without a request for several, a "batch" is that many requests at once.
+  const maxBatch =
+    phase.topics !== undefined && protocol.publishEach === undefined
+      ? (phase.parallel ?? DEFAULT_PARALLEL)
+      : Math.max(1, Math.min(phase.batch, protocol.maxBatch));
   const lastAllowed = phase.firstSeq + phase.maxEvents - 1;
   const cpuAtStart = process.cpuUsage();
   const start = performance.now();
@@ -97,9 +143,10 @@ async function run(phase: PublishPhase): Promise<PhaseDone> {
     let count: number;
     if (phase.rate > 0) {
       // Events due by now, on an even schedule from the start of the phase.
-      const due = phase.firstSeq + Math.floor(((now - start) * phase.rate) / 1000) - next;
+      // The first is due at the start: a phase of d seconds publishes d × rate events, not one fewer.
+      const due = phase.firstSeq + Math.floor(((now - start) * phase.rate) / 1000) + 1 - next;
       if (due <= 0) {
-        const nextDueAt = start + ((next - phase.firstSeq + 1) * 1000) / phase.rate;
+        const nextDueAt = start + ((next - phase.firstSeq) * 1000) / phase.rate;
         await sleep(Math.max(1, Math.min(nextDueAt, deadline) - now));
         continue;
       }
@@ -148,6 +195,7 @@ process.on('message', (message: PublisherIn) => {
       break;
     case 'quit':
       agent.destroy();
+      parallelAgent?.destroy();
       process.exit(0);
   }
 });

@@ -19,7 +19,7 @@ export interface Results {
   readonly rows: readonly ResultRow[];
 }
 
-function format(value: MetricValue | undefined, kind: ColumnFormat): string {
+export function format(value: MetricValue | undefined, kind: ColumnFormat): string {
   if (value === null || value === undefined) return '–';
   if (typeof value === 'string') return value;
   switch (kind) {
@@ -38,6 +38,8 @@ function format(value: MetricValue | undefined, kind: ColumnFormat): string {
       return `${(value * 100).toFixed(1)} %`;
     case 'mib':
       return (value / 1024 ** 2).toFixed(1);
+    case 'kib':
+      return (value / 1024).toFixed(1);
     case 'fixed1':
       return value.toFixed(1);
     case 'text':
@@ -52,7 +54,12 @@ export function scenarioTable(scenario: Scenario, rows: readonly ResultRow[]): s
   const right = ['---', '---', ...columns.map(() => '---:')];
   const lines = [header, right].map((cells) => `| ${cells.join(' | ')} |`);
   for (const row of rows) {
-    const flag = row.result.problems.length > 0 ? ' ⚠' : '';
+    const flag =
+      row.result.notRun !== undefined
+        ? ` (${row.result.notRun})`
+        : row.result.problems.length > 0
+          ? ' ⚠'
+          : '';
     const cells = [
       row.target,
       `${row.case}${flag}`,
@@ -125,6 +132,10 @@ export function markdownReport(results: Results, scenarios: readonly Scenario[])
     '- **Broker CPU**: the redis-server or nats-server process’s CPU time ÷ wall time of the window. That server is the machine’s, shared: whatever else used it meanwhile counts too. – on the memory broker, which runs inside Herald.',
     '- **RSS**: the server’s resident memory (VmRSS) at the end of the window, summed over every node.',
     '- **Load-gen CPU**: the subscriber workers’ CPU time ÷ wall time: when it nears the core count, the client is the limit.',
+    '- **KiB per stream** (S3): (server RSS with the idle streams − RSS before them) ÷ streams, summed over every server process, each read once RSS stopped moving; **Server procs** counts them (nginx: master and workers).',
+    '- **Catch-up** (S5): from the first reconnection attempt to the last replayed or live event arriving anywhere.',
+    '- **Selectors** (S4): how the streams chose their topics; a peer without URI templates gets exact topics for all.',
+    '- **not run**: the peer lacks what the case measures (replay, several processes): no figure, and not a problem.',
     '- **Other CPU**: CPU the rest of the machine used meanwhile (all busy time in /proc/stat, steal included, minus the server, the broker and the load generators); above 10 % the run was disturbed.',
     '',
   );

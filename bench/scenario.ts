@@ -26,7 +26,15 @@ export interface CaseResult {
   readonly warnings?: readonly string[];
   /** Raw detail for the JSON file. */
   readonly details?: Readonly<Record<string, unknown>>;
+  /** Why the case was not run on this target (it lacks the feature measured): neither figures nor a problem. */
+  readonly notRun?: string;
 }
+
+/**
+ * Thrown by a case, or for a target, that cannot be measured there because the peer lacks what it
+ * measures (replay, several processes): the row says so instead of counting a failure.
+ */
+export class NotRun extends Error {}
 
 export interface RunContext {
   /** Progress for the operator, on stderr. */
@@ -43,7 +51,7 @@ export interface ScenarioCase {
   run(target: RunningTarget, context: RunContext): Promise<CaseResult>;
 }
 
-export type ColumnFormat = 'int' | 'ms' | 'percent' | 'mib' | 'text' | 'fixed1';
+export type ColumnFormat = 'int' | 'ms' | 'percent' | 'mib' | 'kib' | 'text' | 'fixed1';
 
 export interface Column {
   readonly key: string;
@@ -59,5 +67,19 @@ export interface Scenario {
   readonly description: string;
   /** The table's columns after target and case; keys into `CaseResult.metrics`. */
   readonly columns: readonly Column[];
+  /** Panels of the results chart (`results/latest.svg`) drawn from this scenario's rows. */
+  readonly charts?: readonly ChartSpec[];
   plan(options: PlanOptions): readonly ScenarioCase[];
+}
+
+/** One panel of the results chart: one bar per target (and per case, unless `caseLabel` picks one). */
+export interface ChartSpec {
+  readonly title: string;
+  /** Key into `CaseResult.metrics`. */
+  readonly key: string;
+  /** Only the rows of this case; every case otherwise. */
+  readonly caseLabel?: string;
+  /** How a value is shown next to its bar. */
+  readonly format: ColumnFormat;
+  readonly better: 'higher' | 'lower';
 }

@@ -12,6 +12,14 @@ export interface FleetOptions {
   /** Connection attempts in flight at once, per worker. */
   readonly concurrency?: number;
   readonly openTimeoutMs?: number;
+  /** One topic per connection, in place of `topic`. */
+  readonly topics?: readonly string[];
+  /** Source addresses (127.0.0.x), one per worker in turn: every socket of a worker binds its worker's. */
+  readonly sourceAddresses?: readonly string[];
+  /** As in `OpenStreams`: resume after this id, count past `afterSeq`, measure from the start. */
+  readonly lastEventId?: string;
+  readonly afterSeq?: number;
+  readonly measureFrom?: number;
 }
 
 export interface FleetReport {
@@ -38,12 +46,21 @@ export class SubscriberFleet {
   readonly ready: number;
   readonly failed: number;
   readonly errors: readonly string[];
+  /** When the first worker began connecting, on `nowMs()`'s clock. */
+  readonly startedAt: number;
   private readonly workers: readonly Worker[];
   private readonly progress: ({ minSeq: number | null; open: number } | undefined)[];
   private listener: ((minSeq: number | null) => void) | undefined;
   private waiters: { seq: number; resolve: (reached: boolean) => void }[] = [];
 
-  private constructor(workers: readonly Worker[], ready: number, failed: number, errors: readonly string[]) {
+  private constructor(
+    workers: readonly Worker[],
+    ready: number,
+    failed: number,
+    errors: readonly string[],
+    startedAt: number,
+  ) {
+    this.startedAt = startedAt;
     this.workers = workers;
     this.ready = ready;
     this.failed = failed;
@@ -70,9 +87,17 @@ export class SubscriberFleet {
       const opened = await Promise.all(
         workers.map((worker, i) => {
           // Spread evenly: the first `connections % count` workers take one more.
-          const connections =
-            Math.floor(options.connections / count) + (i < options.connections % count ? 1 : 0);
+          const base = Math.floor(options.connections / count);
+          const extra = options.connections % count;
+          const connections = base + (i < extra ? 1 : 0);
+          const first = i * base + Math.min(i, extra);
+          const localAddress = options.sourceAddresses?.[i % options.sourceAddresses.length];
           worker.send({
+            ...(options.topics !== undefined && { topics: options.topics.slice(first, first + connections) }),
+            ...(localAddress !== undefined && { localAddress }),
+            ...(options.lastEventId !== undefined && { lastEventId: options.lastEventId }),
+            ...(options.afterSeq !== undefined && { afterSeq: options.afterSeq }),
+            ...(options.measureFrom !== undefined && { measureFrom: options.measureFrom }),
             type: 'open',
             host: target.subscribeTo.host,
             port: target.subscribeTo.port,
@@ -87,7 +112,8 @@ export class SubscriberFleet {
       );
       const errors = [...new Set(opened.flatMap((o) => o.errors))];
       const sum = (key: 'ready' | 'failed') => opened.reduce((total, o) => total + o[key], 0);
-      return new SubscriberFleet(workers, sum('ready'), sum('failed'), errors);
+      const startedAt = Math.min(...opened.map((o) => o.startedAt));
+      return new SubscriberFleet(workers, sum('ready'), sum('failed'), errors, startedAt);
     } catch (error) {
       await Promise.all(workers.map((worker) => worker.stop({ type: 'quit' })));
       throw error;

@@ -52,7 +52,10 @@ class Stream implements SseHandler {
     request: string,
     readyOnHead: boolean,
     onSettled: (ok: boolean) => void,
+    localAddress: string | undefined,
+    afterSeq: number,
   ) {
+    this.lastSeq = afterSeq;
     this.readyOnHead = readyOnHead;
     this.onSettled = onSettled;
     this.reader = new SseReader(this);
@@ -62,6 +65,7 @@ class Stream implements SseHandler {
       port,
       noDelay: true,
       onread: { buffer: READ_BUFFER, callback: this.read },
+      ...(localAddress !== undefined && { localAddress }),
     });
     this.socket = socket;
     socket.once('connect', () => socket.write(request));
@@ -140,9 +144,13 @@ class Stream implements SseHandler {
 /** Opens `connections` streams, `concurrency` at a time; resolves when each is ready or failed. */
 function openAll(options: OpenStreams): Promise<Opened> {
   const protocol = protocolNamed(options.protocol);
-  const request =
-    `GET ${protocol.subscribePath(options.topic)} HTTP/1.1\r\n` +
-    `Host: ${options.host}:${options.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`;
+  const resume = options.lastEventId === undefined ? '' : `Last-Event-ID: ${options.lastEventId}\r\n`;
+  const requestFor = (topic: string) =>
+    `GET ${protocol.subscribePath(topic)} HTTP/1.1\r\n` +
+    `Host: ${options.host}:${options.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n${resume}\r\n`;
+  const request = requestFor(options.topic);
+  if (options.measureFrom !== undefined) startMeasuring(options.measureFrom);
+  const startedAt = nowMs();
   return new Promise((resolve) => {
     let started = 0;
     let active = 0;
@@ -151,7 +159,7 @@ function openAll(options: OpenStreams): Promise<Opened> {
     let stopped = false;
     const finish = () => {
       clearTimeout(timer);
-      resolve({ type: 'opened', ready, failed, errors: [...errors] });
+      resolve({ type: 'opened', startedAt, ready, failed, errors: [...errors] });
     };
     const settled = (ok: boolean) => {
       active--;
@@ -164,8 +172,17 @@ function openAll(options: OpenStreams): Promise<Opened> {
       while (!stopped && active < options.concurrency && started < options.connections) {
         started++;
         active++;
+        const topic = options.topics?.[started - 1];
         streams.push(
-          new Stream(options.host, options.port, request, protocol.readyAfter === 'headers', settled),
+          new Stream(
+            options.host,
+            options.port,
+            topic === undefined ? request : requestFor(topic),
+            protocol.readyAfter === 'headers',
+            settled,
+            options.localAddress,
+            options.afterSeq ?? 0,
+          ),
         );
       }
     };
@@ -208,6 +225,15 @@ function reportProgress(): void {
 
 let progressTimer: NodeJS.Timeout | undefined;
 
+function startMeasuring(fromSeq: number): void {
+  measureFrom = fromSeq;
+  histogram.reset();
+  totals.delivered = 0;
+  totals.lastArrival = 0;
+  totals.negative = 0;
+  cpuAtMeasure = process.cpuUsage();
+}
+
 process.on('message', (message: SubscriberIn) => {
   switch (message.type) {
     case 'open':
@@ -217,12 +243,7 @@ process.on('message', (message: SubscriberIn) => {
       });
       break;
     case 'measure':
-      measureFrom = message.fromSeq;
-      histogram.reset();
-      totals.delivered = 0;
-      totals.lastArrival = 0;
-      totals.negative = 0;
-      cpuAtMeasure = process.cpuUsage();
+      startMeasuring(message.fromSeq);
       send({ type: 'measuring' });
       break;
     case 'report': {

@@ -1,5 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { BROKERS, type BrokerName } from './brokers.ts';
+import { nchan } from './peers/nchan.ts';
+import { betterSse, seed } from './peers/node-peer.ts';
+import { processTree } from './proc-stats.ts';
 import { onInterrupt } from './processes.ts';
 import type { ProtocolName } from './protocols.ts';
 import { type ServerProcess, startServerProcess } from './server-process.ts';
@@ -18,6 +21,11 @@ export interface TargetOptions {
   readonly broker?: BrokerName;
   /** Server processes, all on `broker`, forming one hub. Default 1. */
   readonly nodes?: number;
+  /**
+   * Worker processes of one node sharing its port (nginx `worker_processes`): a process here may
+   * hold at most 20 000 descriptors. Default 1; a single-process peer refuses more.
+   */
+  readonly workers?: number;
 }
 
 /** Where a node listens. */
@@ -102,6 +110,8 @@ export const herald: Target = {
     if (stream !== undefined) args.push('--broker', broker.url, '--stream', stream);
     if (options.heartbeatMs !== undefined) args.push('--heartbeat', `${options.heartbeatMs}ms`);
     if (options.historySize !== undefined) args.push('--history-size', String(options.historySize));
+    const workers = options.workers ?? 1;
+    if (workers !== 1) args.push('--workers', String(workers));
 
     const drop = async () => {
       if (stream !== undefined) await broker.drop(stream);
@@ -144,7 +154,9 @@ export const herald: Target = {
       });
     } catch (error) {
       await stop().catch(() => {});
-      throw error;
+      if (workers === 1) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(`herald serve --workers ${workers} failed (a Herald without --workers?): ${message}`);
     }
     const nodes = servers.map((server) => ({ host: server.url.hostname, port: Number(server.url.port) }));
     const first = nodes[0];
@@ -156,7 +168,10 @@ export const herald: Target = {
       publishTo: first,
       subscribeTo: last,
       protocol: 'herald',
-      pids,
+      // Workers fork after the node reports listening, and are the server as much as it is.
+      get pids() {
+        return workers === 1 ? pids : pids.flatMap(processTree);
+      },
       broker: broker.name,
       brokerPids,
       exitReason: () => servers.map((server) => server.exitReason()).find((reason) => reason !== undefined),
@@ -170,4 +185,4 @@ export const herald: Target = {
 };
 
 /** Every peer the benchmark knows, by name (`--target`). */
-export const TARGETS: Readonly<Record<string, Target>> = { herald };
+export const TARGETS: Readonly<Record<string, Target>> = { herald, seed, 'better-sse': betterSse, nchan };

@@ -42,6 +42,15 @@ export const fanout: Scenario = {
     { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
     { key: 'foreignCpuPct', label: 'Other CPU', format: 'percent' },
   ],
+  charts: [
+    {
+      title: 'S1 fan-out, saturated: deliveries per server CPU-second',
+      key: 'deliveriesPerCpuSec',
+      caseLabel: rateLabel(0),
+      format: 'int',
+      better: 'higher',
+    },
+  ],
   plan(options: PlanOptions): readonly ScenarioCase[] {
     const rates = options.rate !== undefined ? [options.rate] : [DEFAULT_RATE, 0];
     return rates.map((rate) => {
