@@ -1,4 +1,5 @@
 import { BROKERS, type BrokerName } from '../brokers.ts';
+import { DELIVERY_COLUMNS } from '../columns.ts';
 import { fanoutParams, measureFanout, rateLabel, SATURATED_BATCH } from '../fanout-measure.ts';
 import { NotRun, type PlanOptions, type Scenario, type ScenarioCase } from '../scenario.ts';
 
@@ -48,11 +49,7 @@ export const cluster: Scenario = {
     { key: 'nodes', label: 'Nodes', format: 'int' },
     { key: 'subscribers', label: 'Subs', format: 'int' },
     { key: 'events', label: 'Events', format: 'int' },
-    { key: 'deliveredPct', label: 'Delivered', format: 'percent' },
-    { key: 'deliveriesPerSec', label: 'Deliveries/s', format: 'int' },
-    { key: 'p50Ms', label: 'p50 ms', format: 'ms' },
-    { key: 'p99Ms', label: 'p99 ms', format: 'ms' },
-    { key: 'maxMs', label: 'max ms', format: 'ms' },
+    ...DELIVERY_COLUMNS,
     { key: 'serverCpuPct', label: 'Herald CPU', format: 'percent' },
     { key: 'brokerCpuPct', label: 'Broker CPU', format: 'percent' },
     { key: 'serverRssBytes', label: 'RSS MiB', format: 'mib' },

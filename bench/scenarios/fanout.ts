@@ -1,3 +1,4 @@
+import { FANOUT_COLUMNS } from '../columns.ts';
 import {
   fanoutParams,
   measureFanout,
@@ -28,20 +29,7 @@ export const fanout: Scenario = {
     'slowest subscriber). Latency runs from just before the publish request to the socket read that ' +
     'brought the event. A warmup precedes the measured window, which ends when the last event has ' +
     'reached every subscriber.',
-  columns: [
-    { key: 'subscribers', label: 'Subs', format: 'int' },
-    { key: 'events', label: 'Events', format: 'int' },
-    { key: 'deliveredPct', label: 'Delivered', format: 'percent' },
-    { key: 'deliveriesPerSec', label: 'Deliveries/s', format: 'int' },
-    { key: 'p50Ms', label: 'p50 ms', format: 'ms' },
-    { key: 'p99Ms', label: 'p99 ms', format: 'ms' },
-    { key: 'maxMs', label: 'max ms', format: 'ms' },
-    { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
-    { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
-    { key: 'serverRssBytes', label: 'RSS MiB', format: 'mib' },
-    { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
-    { key: 'foreignCpuPct', label: 'Other CPU', format: 'percent' },
-  ],
+  columns: FANOUT_COLUMNS,
   charts: [
     {
       title: 'S1 fan-out, saturated: deliveries per server CPU-second',

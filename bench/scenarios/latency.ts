@@ -1,3 +1,4 @@
+import { FANOUT_COLUMNS } from '../columns.ts';
 import { fanoutParams, measureFanout } from '../fanout-measure.ts';
 import type { PlanOptions, Scenario, ScenarioCase } from '../scenario.ts';
 
@@ -24,20 +25,7 @@ export const latency: Scenario = {
     'sustains, so each event leaves before the next arrives. Latency runs from just before the publish ' +
     'request to the socket read that brought the event (HDR histogram over every delivery of the window): ' +
     'p99 is how long the slowest 1 % of subscribers waits while the server writes one event to all of them.',
-  columns: [
-    { key: 'subscribers', label: 'Subs', format: 'int' },
-    { key: 'events', label: 'Events', format: 'int' },
-    { key: 'deliveredPct', label: 'Delivered', format: 'percent' },
-    { key: 'deliveriesPerSec', label: 'Deliveries/s', format: 'int' },
-    { key: 'p50Ms', label: 'p50 ms', format: 'ms' },
-    { key: 'p99Ms', label: 'p99 ms', format: 'ms' },
-    { key: 'maxMs', label: 'max ms', format: 'ms' },
-    { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
-    { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
-    { key: 'serverRssBytes', label: 'RSS MiB', format: 'mib' },
-    { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
-    { key: 'foreignCpuPct', label: 'Other CPU', format: 'percent' },
-  ],
+  columns: FANOUT_COLUMNS,
   charts: [{ title: 'S2 p99 latency at a steady rate, ms', key: 'p99Ms', format: 'ms', better: 'lower' }],
   plan(options: PlanOptions): readonly ScenarioCase[] {
     // Saturated is S1's business: a rate of 0 here still means the steady default.

@@ -1,3 +1,4 @@
+import { DELIVERY_COLUMNS } from '../columns.ts';
 import { encodeHistogram, summarizeLatency } from '../histogram.ts';
 import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from '../messages.ts';
 import { nowMs, PAYLOAD_BYTES } from '../payload.ts';
@@ -207,11 +208,7 @@ export const topicsScenario: Scenario = {
     { key: 'subscribers', label: 'Subs', format: 'int' },
     { key: 'selectors', label: 'Selectors', format: 'text' },
     { key: 'events', label: 'Events', format: 'int' },
-    { key: 'deliveredPct', label: 'Delivered', format: 'percent' },
-    { key: 'deliveriesPerSec', label: 'Deliveries/s', format: 'int' },
-    { key: 'p50Ms', label: 'p50 ms', format: 'ms' },
-    { key: 'p99Ms', label: 'p99 ms', format: 'ms' },
-    { key: 'maxMs', label: 'max ms', format: 'ms' },
+    ...DELIVERY_COLUMNS,
     { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
     { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
     { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
