@@ -11,8 +11,9 @@
  * Prints `listening on http://127.0.0.1:<port>` once it accepts connections.
  */
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
+import type http from 'node:http';
 import { parseArgs } from 'node:util';
+import { servePeer } from './peer-http.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,7 +22,6 @@ const { values } = parseArgs({
   },
 });
 const heartbeatMs = Number(values['heartbeat-ms']);
-const MAX_BODY = 1024 * 1024;
 
 /** What travels on the bus: the published value, not yet serialized. */
 interface BusMessage {
@@ -58,54 +58,14 @@ function stream(req: http.IncomingMessage, res: http.ServerResponse, topic: stri
   });
 }
 
-function publish(req: http.IncomingMessage, res: http.ServerResponse): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  req.on('data', (chunk: Buffer) => {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      res.writeHead(413).end();
-      req.destroy();
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => {
-    let body: { topic?: unknown; data?: unknown; event?: unknown };
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid JSON"}');
-      return;
-    }
-    if (typeof body.topic !== 'string' || body.data === undefined) {
-      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"topic and data required"}');
-      return;
-    }
-    const message: BusMessage = { data: body.data };
-    if (typeof body.event === 'string') message.event = body.event;
-    bus.emit(body.topic, message);
-    res.writeHead(202, { 'content-type': 'application/json' }).end('{"ok":true}');
-  });
-}
-
-const server = http.createServer((req, res) => {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  if (req.method === 'GET' && url.pathname === '/events') {
-    const topic = url.searchParams.get('topic');
-    if (topic === null || topic === '') res.writeHead(400).end('topic required\n');
-    else stream(req, res, topic);
-  } else if (req.method === 'POST' && url.pathname === '/publish') {
-    publish(req, res);
-  } else {
-    res.writeHead(404).end();
-  }
-});
-
-server.listen(Number(values.port), '127.0.0.1', () => {
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  process.stdout.write(`listening on http://127.0.0.1:${address.port}\n`);
-});
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(0));
+servePeer(
+  {
+    stream,
+    publish(topic, data, event) {
+      const message: BusMessage = { data };
+      if (event !== undefined) message.event = event;
+      bus.emit(topic, message);
+    },
+  },
+  Number(values.port),
+);
