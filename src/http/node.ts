@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
@@ -177,14 +178,52 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
   );
   req.socket.setTimeout(0);
   req.socket.setNoDelay(true);
+  // On the socket now, ahead of any frame NodeSink may write to it directly.
+  res.flushHeaders();
   const subscriber = reply.open(isHttp2(req) ? new Http2Sink(res) : new NodeSink(res));
   settleStream(req, res);
   streams.add(subscriber);
-  res.on('drain', () => subscriber.drained());
+  const drained = () => subscriber.drained();
+  res.on('drain', drained);
+  // Frames written straight to the socket (NodeSink) make node:http's response none the wiser.
+  if (!isHttp2(req)) req.socket.on('drain', drained);
   res.on('close', () => {
     streams.delete(subscriber);
     subscriber.closed();
   });
+}
+
+const PLAIN_WRITE = ServerResponse.prototype.write;
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+// Fan-out hands the same frame to every recipient in turn: remembering the last one framed
+// frames it once.
+let framedFrom: Uint8Array | undefined;
+let framed: Uint8Array = CRLF;
+
+function chunkOf(frame: Uint8Array): Uint8Array {
+  if (frame !== framedFrom) {
+    framed = Buffer.concat([Buffer.from(`${frame.byteLength.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
+    framedFrom = frame;
+  }
+  return framed;
+}
+
+/** Frames as HTTP/1.1 chunks on the socket: one chunk, one write system call. */
+function writeChunks(socket: Socket, frames: readonly Uint8Array[]): boolean {
+  let size = 0;
+  for (const frame of frames) size += frame.byteLength;
+  // An empty chunk would be the one that ends the body.
+  if (size === 0) return !socket.writableNeedDrain;
+  if (frames.length === 1) socket.write(chunkOf(frames[0] as Uint8Array));
+  else {
+    socket.cork();
+    socket.write(`${size.toString(16)}\r\n`, 'latin1');
+    for (const frame of frames) socket.write(frame);
+    socket.write(CRLF);
+    socket.uncork();
+  }
+  return !socket.writableNeedDrain;
 }
 
 /** Writes frames to a ServerResponse; several frames go out as one write. */
@@ -198,11 +237,12 @@ class NodeSink implements Sink {
   write(chunks: readonly Uint8Array[]): boolean {
     const res = this.res;
     if (res.destroyed) return false;
+    const socket = res.socket;
+    if (socket !== null && this.writesDirectly(socket)) return writeChunks(socket, chunks);
     if (chunks.length === 1) res.write(chunks[0] as Uint8Array);
     else {
       // Corking the socket, not the response: a corked chunked response still makes one system
       // call (and, with no-delay, one packet) per piece; a corked socket makes one writev.
-      const socket = res.socket;
       socket?.cork();
       for (const chunk of chunks) res.write(chunk);
       socket?.uncork();
@@ -214,9 +254,26 @@ class NodeSink implements Sink {
     return !res.writableNeedDrain;
   }
 
+  /**
+   * Once node:http has sent the headers and let go of the connection (release.ts), nothing else
+   * will use it: frames go straight to the socket with their chunk framing, built once for every
+   * recipient of a frame, instead of through the response's per-write framing and cork tick. Not
+   * when middleware wraps `res.write` (compression): its output is what must be sent.
+   */
+  private writesDirectly(socket: Socket): boolean {
+    const res = this.res;
+    return res.headersSent && res.chunkedEncoding && res.write === PLAIN_WRITE && !hasParser(socket);
+  }
+
   end(): void {
-    const socket = this.res.socket;
-    this.res.end();
+    const res = this.res;
+    const socket = res.socket;
+    if (socket !== null && this.writesDirectly(socket)) {
+      // The response never saw those frames; it must not end them with its own framing.
+      socket.end(LAST_CHUNK);
+      return;
+    }
+    res.end();
     // Without its parser (settleStream) the connection would wait for a request nobody reads.
     if (socket !== null && !hasParser(socket)) socket.end();
   }
