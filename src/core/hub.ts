@@ -4,7 +4,7 @@ import { type HeraldEvent, validateEvent } from './event.ts';
 import type { OutboxLimits, OverflowPolicy } from './outbox.ts';
 import { ALL_TENANTS, type Principal } from './principal.ts';
 import { frameFor, visibleData } from './redaction.ts';
-import { encodeRetry, encodeSystemEvent, HEARTBEAT } from './sse.ts';
+import { encodeRetry, encodeSystemEvent, HEARTBEAT, joinFrames } from './sse.ts';
 import {
   type CloseReason,
   type Sink,
@@ -303,7 +303,7 @@ export class Hub implements SubscriberOwner {
       if (frames.length > 0) {
         this.counters.replayed += frames.length;
         subscriber.lastEventAt = Date.now();
-        if (!subscriber.write(frames, subscriber.lastEventAt)) await subscriber.waitForDrain();
+        if (!subscriber.write([joinFrames(frames)], subscriber.lastEventAt)) await subscriber.waitForDrain();
         if (subscriber.isClosed) return;
       }
       // Done when the log held nothing more up to `until` and `until` did not move meanwhile.
