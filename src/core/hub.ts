@@ -321,10 +321,6 @@ export class Hub implements SubscriberOwner {
     }
     const last = events[events.length - 1];
     if (last !== undefined) this.feedLagMs = Date.now() - last.time;
-    if (this.dirty.length > 0 && !this.flushPending) {
-      this.flushPending = true;
-      schedule(this.flush);
-    }
   }
 
   private fanOut(bucket: TenantIndex<Subscriber> | undefined, event: HeraldEvent, stamp: number): void {
@@ -350,12 +346,8 @@ export class Hub implements SubscriberOwner {
     if (!subscriber.accepts(event)) return;
     subscriber.outbox.push(event, frameFor(event, subscriber.permissions));
     subscriber.lastEventAt = event.time;
-    if (subscriber.state === 'live' && !subscriber.blocked) {
-      if (!subscriber.dirty) {
-        subscriber.dirty = true;
-        this.dirty.push(subscriber);
-      }
-    } else if (subscriber.outbox.isOver(this.options.outbox)) this.overflow(subscriber);
+    if (subscriber.state === 'live' && !subscriber.blocked) this.markDirty(subscriber);
+    else if (subscriber.outbox.isOver(this.options.outbox)) this.overflow(subscriber);
   }
 
   private overflow(subscriber: Subscriber): void {
