@@ -55,6 +55,7 @@ export class MemoryBroker implements Broker {
     const seen = new Set<string>();
     for (const draft of drafts) {
       if (draft.id === undefined) continue;
+      if (draft.reuseId === true) continue;
       if (this.chosenIds.has(draft.id) || seen.has(draft.id)) {
         throw new HeraldError(
           409,
@@ -163,7 +164,10 @@ export class MemoryBroker implements Broker {
   }
 
   private forget(event: HeraldEvent): void {
-    if (event.id !== event.pos) this.chosenIds.delete(event.id);
+    if (event.id === event.pos) return;
+    // A reused id names a newer event by now: that mapping stays.
+    const seq = this.chosenIds.get(event.id);
+    if (seq !== undefined && this.position(seq) === event.pos) this.chosenIds.delete(event.id);
   }
 }
 

@@ -143,6 +143,7 @@ export class NatsBroker implements Broker {
     for (const draft of drafts) {
       if (draft.id === undefined) continue;
       checkChosenId(draft.id);
+      if (draft.reuseId === true) continue;
       if (seen.has(draft.id)) throw duplicate(draft.id);
       seen.add(draft.id);
     }
@@ -167,7 +168,7 @@ export class NatsBroker implements Broker {
     const claims = new Map<number, Claim>();
     const claimed = await Promise.allSettled(
       drafts.map(async (draft, i) => {
-        if (draft.id === undefined) return;
+        if (draft.id === undefined || draft.reuseId === true) return;
         claims.set(i, await this.claim(link, draft.id));
       }),
     );
@@ -196,7 +197,20 @@ export class NatsBroker implements Broker {
         );
       } else released.push(claim);
     }
-    await Promise.all([...recorded, this.release(link, released)]);
+    // A reusable id is pointed at its newest event, in log order (a batch may repeat it).
+    let reused = Promise.resolve();
+    drafts.forEach((draft, i) => {
+      const ack = acks[i] as PromiseSettledResult<{ seq: number }>;
+      if (draft.id === undefined || draft.reuseId !== true || ack.status !== 'fulfilled') return;
+      const id = draft.id;
+      reused = reused.then(() =>
+        link.ids.put(keyOf(id), String(ack.value.seq)).then(
+          () => {},
+          (error: unknown) => this.onError(error, `recording the sequence of id "${id}"`),
+        ),
+      );
+    });
+    await Promise.all([...recorded, reused, this.release(link, released)]);
 
     const failed = acks.findIndex((ack) => ack.status === 'rejected');
     if (failed !== -1) {

@@ -52,13 +52,15 @@ const ORIGIN = '0-0';
  * Redis itself does not remember it (`max-deleted-entry-id` only follows XDEL, not trimming).
  *
  * KEYS: the log, then one `<stream>:id:<id>` per chosen id.
- * ARGV: maxEvents, maxAgeMs, trim by age now ('1'|'0'), then per draft: JSON, index in KEYS or '0'.
+ * ARGV: maxEvents, maxAgeMs, trim by age now ('1'|'0'), then per draft: JSON, index in KEYS or '0'
+ * (negative: an id that may be reused, pointed at the new entry whether taken or not).
  * Returns {1, entry ids…}, or {0, index in KEYS of the duplicate}.
  */
 const APPEND_SCRIPT = `
 local log = KEYS[1]
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {0, i} end
+for i = 5, #ARGV, 2 do
+  local chosen = tonumber(ARGV[i])
+  if chosen > 0 and redis.call('EXISTS', KEYS[chosen]) == 1 then return {0, chosen} end
 end
 local prev = '0-0'
 local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
@@ -75,6 +77,7 @@ for i = 4, #ARGV, 2 do
   local id = redis.call('XADD', log, 'MAXLEN', '=', ARGV[1], '*', 'e', ARGV[i], 'p', prev)
   local chosen = tonumber(ARGV[i + 1])
   if chosen > 0 then redis.call('SET', KEYS[chosen], id, 'NX', 'PX', ARGV[2]) end
+  if chosen < 0 then redis.call('SET', KEYS[-chosen], id, 'PX', ARGV[2]) end
   ids[#ids + 1] = id
   prev = id
 end
@@ -241,6 +244,11 @@ export class RedisBroker implements Broker {
       args.push(encodeDraft(draft));
       if (draft.id === undefined) {
         args.push('0');
+        continue;
+      }
+      if (draft.reuseId === true) {
+        chosen.push(draft.id);
+        args.push(String(-keys.push(this.idKey(draft.id))));
         continue;
       }
       if (chosen.includes(draft.id)) throw duplicate(draft.id);

@@ -23,6 +23,12 @@ export interface EventDraft {
   readonly retry?: number;
   /** A publisher-chosen id; the broker maps it to the event's position in the log. */
   readonly id?: string;
+  /**
+   * The chosen id may already name an event in the history: it then names this newer one, and a
+   * resume from it continues after this event (Mercure lets publishers repeat ids). Otherwise a
+   * repeated id is refused.
+   */
+  readonly reuseId?: boolean;
   /** Fields of `data` (JSON Pointers) → the permission a subscriber needs to see them. */
   readonly redact?: Readonly<Record<string, string>>;
   /** Acceptance time, ms since the Unix epoch. */

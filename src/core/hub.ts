@@ -1,10 +1,11 @@
 import type { Broker, HistoryStats } from '../brokers/broker.ts';
 import { badRequest, HeraldError } from './errors.ts';
 import { type HeraldEvent, validateEvent } from './event.ts';
+import { LatencyHistogram } from './latency.ts';
 import type { OutboxLimits, OverflowPolicy } from './outbox.ts';
 import { ALL_TENANTS, type Principal } from './principal.ts';
 import { frameFor, visibleData } from './redaction.ts';
-import { encodeRetry, encodeSystemEvent, HEARTBEAT, joinFrames } from './sse.ts';
+import { encodeRetry, encodeSystemEvent, HEARTBEAT, joinFrames, OPENING_COMMENT } from './sse.ts';
 import {
   type CloseReason,
   type Sink,
@@ -36,6 +37,13 @@ export interface HubOptions {
   readonly reauthLeadMs: number;
   /** Where failures that no caller is waiting for (a stream's replay) are reported. */
   readonly onError: (error: unknown, context: string) => void;
+  /** Told when a stream opens and when it closes (connection logs); never per event. */
+  readonly lifecycle?: StreamLifecycle | undefined;
+}
+
+export interface StreamLifecycle {
+  opened(subscriber: Subscriber): void;
+  closed(subscriber: Subscriber, reason: CloseReason): void;
 }
 
 export const DEFAULT_HUB_OPTIONS: HubOptions = {
@@ -53,6 +61,10 @@ export const DEFAULT_HUB_OPTIONS: HubOptions = {
 };
 
 export interface HubCounters {
+  /** Streams opened on this node. */
+  opened: number;
+  /** Streams that resumed with a replay of the log. */
+  replays: number;
   published: number;
   delivered: number;
   replayed: number;
@@ -94,6 +106,9 @@ export interface TenantStats {
 
 const EMPTY_CHUNK = new Uint8Array(0);
 
+/** Events of one flush whose publish-to-write latency is recorded. */
+const MAX_LATENCY_SAMPLES_PER_FLUSH = 4_096;
+
 // Lifetimes vary by up to this fraction, so streams opened together do not all end together.
 const LIFETIME_JITTER = 0.1;
 
@@ -112,6 +127,8 @@ export class Hub implements SubscriberOwner {
   readonly options: HubOptions;
   readonly broker: Broker;
   readonly counters: HubCounters = {
+    opened: 0,
+    replays: 0,
     published: 0,
     delivered: 0,
     replayed: 0,
@@ -119,6 +136,17 @@ export class Hub implements SubscriberOwner {
     droppedEvents: 0,
     closed: { client: 0, overflow: 0, lifetime: 0, idle: 0, expired: 0, shutdown: 0, error: 0 },
   };
+  /** How long `broker.append` takes, per publish call. */
+  readonly appendLatency = new LatencyHistogram();
+  /** From an event's acceptance to the flush that first writes it, once per event. */
+  readonly writeLatency = new LatencyHistogram();
+  /** Acceptance times of events dispatched to a writable stream since the last flush. */
+  private readonly unflushedTimes = new Float64Array(MAX_LATENCY_SAMPLES_PER_FLUSH);
+  private unflushedCount = 0;
+  /** The event being dispatched was queued for a stream that the next flush writes. */
+  private queuedForFlush = false;
+  /** Bytes written to streams that have closed; open ones hold their own count. */
+  private bytesOfClosed = 0;
   private readonly index = new SubscriberIndex<Subscriber>();
   /** Every open stream of this node, by connection id. */
   private readonly subscribers = new Map<string, Subscriber>();
@@ -130,6 +158,8 @@ export class Hub implements SubscriberOwner {
   private stamp = 0;
   /** How long the last event took from acceptance to this node's feed, ms. */
   private feedLagMs = 0;
+  /** In-process readers of the feed, beside the subscribers (see `observe`). */
+  private readonly observers: ((events: readonly HeraldEvent[]) => void)[] = [];
   /** Wakes every long poll under way, so `close()` does not wait out their waits. */
   private readonly pollers = new Set<() => void>();
   /** Reused by every flush of a single event; flushes never overlap. */
@@ -160,8 +190,15 @@ export class Hub implements SubscriberOwner {
     return this.ready;
   }
 
-  /** Validates, authorizes and appends events; resolves once the log has them. */
-  async publish(inputs: readonly unknown[], principal: Principal): Promise<HeraldEvent[]> {
+  /**
+   * Validates, authorizes and appends events; resolves once the log has them. With `reuseIds`, a
+   * chosen id already in the history names the new event instead of being refused.
+   */
+  async publish(
+    inputs: readonly unknown[],
+    principal: Principal,
+    options: { readonly reuseIds?: boolean } = {},
+  ): Promise<HeraldEvent[]> {
     if (this.closing) throw shuttingDown();
     if (inputs.length === 0) throw badRequest('empty-batch', 'the batch is empty; send at least one event');
     if (inputs.length > this.options.maxBatch) {
@@ -199,9 +236,13 @@ export class Hub implements SubscriberOwner {
           );
         }
       }
-      return this.options.privateByDefault && !draft.private ? { ...draft, private: true } : draft;
+      const reused =
+        options.reuseIds === true && draft.id !== undefined ? { ...draft, reuseId: true } : draft;
+      return this.options.privateByDefault && !reused.private ? { ...reused, private: true } : reused;
     });
+    const started = performance.now();
     const events = await this.broker.append(drafts);
+    this.appendLatency.observe(performance.now() - started);
     this.counters.published += events.length;
     return events;
   }
@@ -225,15 +266,17 @@ export class Hub implements SubscriberOwner {
       deadline,
     );
     this.subscribers.set(subscriber.id, subscriber);
+    this.counters.opened++;
+    this.options.lifecycle?.opened(subscriber);
     this.startTicker();
-    this.open(subscriber, subscription.lastEventId).catch((error: unknown) => {
+    this.open(subscriber, subscription).catch((error: unknown) => {
       this.options.onError(error, 'opening a stream failed');
       this.end(subscriber, 'error');
     });
     return subscriber;
   }
 
-  private async open(subscriber: Subscriber, lastEventId: string | undefined): Promise<void> {
+  private async open(subscriber: Subscriber, subscription: Subscription): Promise<void> {
     await this.ready;
     if (subscriber.isClosed) return;
     // Registering and reading the cursor happen in one synchronous step: every event dispatched
@@ -242,22 +285,18 @@ export class Hub implements SubscriberOwner {
     subscriber.indexed = true;
     subscriber.replayUntil = this.cursor;
 
+    const { lastEventId, replayAfter } = subscription;
     let replayFrom: string | null | undefined; // undefined: no replay; null: from the oldest retained
     let resumeId = this.cursor;
     let gap: 'unknown' | 'expired' | undefined;
-    if (lastEventId !== undefined) {
+    if (replayAfter !== undefined) {
+      replayFrom = replayAfter === null ? null : this.resumeAfter(subscriber, replayAfter);
+    } else if (lastEventId !== undefined) {
       const location = await this.broker.locate(lastEventId);
       if (subscriber.isClosed) return;
       if (location.kind === 'found') {
         resumeId = lastEventId;
-        if (this.broker.compare(location.pos, subscriber.replayUntil) <= 0) replayFrom = location.pos;
-        else {
-          // The client has seen events this node's feed has not dispatched yet (it was served by
-          // a node further ahead): nothing to replay, and what this node holds or will dispatch
-          // up to that point is not sent again.
-          subscriber.skipThrough = location.pos;
-          subscriber.outbox.dropWhile((event) => this.broker.compare(event.pos, location.pos) <= 0);
-        }
+        replayFrom = this.resumeAfter(subscriber, location.pos);
       } else if (location.kind === 'expired') {
         // What followed the id is partly gone: say so, then send all that is left. The resume
         // point moves to where that begins, so a reconnect is not told of the same loss again.
@@ -267,21 +306,45 @@ export class Hub implements SubscriberOwner {
       } else gap = 'unknown';
     }
 
-    // The connected event carries the resume point as its id, so a client that drops before any
-    // event arrives still reconnects from here and misses nothing published in between.
-    const first = [
-      encodeRetry(this.options.retryMs),
-      encodeSystemEvent('herald.connected', { connectionId: subscriber.id, lastEventId: resumeId }, resumeId),
-    ];
-    if (gap !== undefined) {
-      first.push(encodeSystemEvent('herald.gap', { lastEventId, reason: gap }));
-      this.counters.gaps++;
-    }
+    let first: Uint8Array[];
+    if (subscriber.systemEvents) {
+      // The connected event carries the resume point as its id, so a client that drops before any
+      // event arrives still reconnects from here and misses nothing published in between.
+      first = [
+        encodeRetry(this.options.retryMs),
+        encodeSystemEvent(
+          'herald.connected',
+          { connectionId: subscriber.id, lastEventId: resumeId },
+          resumeId,
+        ),
+      ];
+      if (gap !== undefined) {
+        first.push(encodeSystemEvent('herald.gap', { lastEventId, reason: gap }));
+        this.counters.gaps++;
+      }
+    } else first = [OPENING_COMMENT];
     if (!subscriber.write(first, Date.now())) await subscriber.waitForDrain();
-    if (replayFrom !== undefined) await this.replay(subscriber, replayFrom);
+    if (replayFrom !== undefined) {
+      this.counters.replays++;
+      await this.replay(subscriber, replayFrom);
+    }
     if (subscriber.isClosed) return;
     subscriber.state = 'live';
     if (subscriber.queuedEvents > 0) this.markDirty(subscriber);
+  }
+
+  /**
+   * Where to replay from for a client that has everything up to `pos`: `pos` itself when this
+   * node's feed has reached it; otherwise nothing to replay (undefined).
+   */
+  private resumeAfter(subscriber: Subscriber, pos: string): string | undefined {
+    if (this.broker.compare(pos, subscriber.replayUntil) <= 0) return pos;
+    // The client has seen events this node's feed has not dispatched yet (it was served by a node
+    // further ahead): nothing to replay, and what this node holds or will dispatch up to that
+    // point is not sent again.
+    subscriber.skipThrough = pos;
+    subscriber.outbox.dropWhile((event) => this.broker.compare(event.pos, pos) <= 0);
+    return undefined;
   }
 
   /** Sends the log from `after` up to the subscriber's `replayUntil`, page by page, at the socket's pace. */
@@ -318,9 +381,36 @@ export class Hub implements SubscriberOwner {
       const stamp = ++this.stamp;
       this.fanOut(this.index.get(event.tenant), event, stamp);
       this.fanOut(this.index.get(ALL_TENANTS), event, stamp);
+      if (this.queuedForFlush) {
+        this.queuedForFlush = false;
+        // Past the cap, a burst is sampled by its first events: the figure stays cheap.
+        if (this.unflushedCount < MAX_LATENCY_SAMPLES_PER_FLUSH) {
+          this.unflushedTimes[this.unflushedCount++] = event.time;
+        }
+      }
     }
     const last = events[events.length - 1];
     if (last !== undefined) this.feedLagMs = Date.now() - last.time;
+    for (const observer of this.observers) {
+      try {
+        observer(events);
+      } catch (error) {
+        this.options.onError(error, 'a feed observer failed');
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` with every batch this node's feed dispatches from now on (every event of the
+   * log, once, in order), for parts that keep state from the log, such as Mercure's registry of
+   * active subscriptions. Returns the function that stops it.
+   */
+  observe(listener: (events: readonly HeraldEvent[]) => void): () => void {
+    this.observers.push(listener);
+    return () => {
+      const at = this.observers.indexOf(listener);
+      if (at !== -1) this.observers.splice(at, 1);
+    };
   }
 
   private fanOut(bucket: TenantIndex<Subscriber> | undefined, event: HeraldEvent, stamp: number): void {
@@ -346,8 +436,10 @@ export class Hub implements SubscriberOwner {
     if (!subscriber.accepts(event)) return;
     subscriber.outbox.push(event, frameFor(event, subscriber.permissions));
     subscriber.lastEventAt = event.time;
-    if (subscriber.state === 'live' && !subscriber.blocked) this.markDirty(subscriber);
-    else if (subscriber.outbox.isOver(this.options.outbox)) this.overflow(subscriber);
+    if (subscriber.state === 'live' && !subscriber.blocked) {
+      this.queuedForFlush = true;
+      this.markDirty(subscriber);
+    } else if (subscriber.outbox.isOver(this.options.outbox)) this.overflow(subscriber);
   }
 
   private overflow(subscriber: Subscriber): void {
@@ -376,6 +468,11 @@ export class Hub implements SubscriberOwner {
       subscriber.dirty = false;
       if (subscriber.state === 'live' && !subscriber.blocked) this.flushOne(subscriber, now);
     }
+    // Once per event, not per recipient: the figure says how long the hub took, not how many heard.
+    for (let i = 0; i < this.unflushedCount; i++) {
+      this.writeLatency.observe(now - (this.unflushedTimes[i] as number));
+    }
+    this.unflushedCount = 0;
   };
 
   private flushOne(subscriber: Subscriber, now: number): void {
@@ -383,6 +480,7 @@ export class Hub implements SubscriberOwner {
     // One event, the usual case, goes out in an array of one slot that is reused and never
     // resized: nothing is allocated per recipient. A burst pays for its array once per write.
     const out = count === 1 && subscriber.dropped === 0 ? this.single : [];
+    if (subscriber.dropped > 0 && !subscriber.systemEvents) subscriber.dropped = 0;
     if (subscriber.dropped > 0) {
       out.push(
         encodeSystemEvent('herald.gap', {
@@ -426,8 +524,17 @@ export class Hub implements SubscriberOwner {
     this.subscribers.delete(subscriber.id);
     if (subscriber.indexed) this.index.remove(subscriber);
     this.counters.closed[reason]++;
+    this.bytesOfClosed += subscriber.bytesWritten;
     subscriber.onClose?.();
     if (this.subscribers.size === 0) this.stopTicker();
+    this.options.lifecycle?.closed(subscriber, reason);
+  }
+
+  /** Bytes written to every stream this node has served, the open ones included. */
+  bytesWritten(): number {
+    let bytes = this.bytesOfClosed;
+    for (const subscriber of this.subscribers.values()) bytes += subscriber.bytesWritten;
+    return bytes;
   }
 
   /**
@@ -611,7 +718,11 @@ export class Hub implements SubscriberOwner {
       else if (now >= subscriber.deadline) this.end(subscriber, 'lifetime');
       else if (idleTimeoutMs > 0 && now - subscriber.lastEventAt >= idleTimeoutMs)
         this.end(subscriber, 'idle');
-      else if (!subscriber.warnedOfExpiry && now >= subscriber.expiresAt - reauthLeadMs) {
+      else if (
+        subscriber.systemEvents &&
+        !subscriber.warnedOfExpiry &&
+        now >= subscriber.expiresAt - reauthLeadMs
+      ) {
         // The client fetches a fresh token now and reconnects with it; the end follows at expiry.
         subscriber.warnedOfExpiry = true;
         const expiresAt = new Date(subscriber.expiresAt).toISOString();
@@ -621,6 +732,37 @@ export class Hub implements SubscriberOwner {
       }
     }
   };
+
+  /**
+   * Writes a notice to this node's streams of `tenant` that selected `topic` exactly, outside the
+   * log: no `id:` (a client's resume point does not move), no replay, not counted as a delivery,
+   * and never seen by `*` or template selectors, which stand for the log's events. It is meant
+   * for per-node figures that are stale a second later (the dashboard's stats): a stream still
+   * replaying or with a full socket skips it, and the next notice supersedes it. Filters (type,
+   * tags) select among the log's events and do not apply. Returns how many streams got it.
+   */
+  notify(tenant: string, topic: string, type: string, payload: unknown): number {
+    const recipients = this.index.get(tenant)?.exact.get(topic);
+    if (recipients === undefined) return 0;
+    // One frame and one chunk list for every recipient.
+    const chunks = [encodeSystemEvent(type, payload)];
+    const now = Date.now();
+    let written = 0;
+    for (const subscriber of recipients instanceof Set ? recipients : [recipients]) {
+      // Long-poll waiters sit in the index too, but they answer from the log only.
+      if (this.subscribers.get(subscriber.id) !== subscriber) continue;
+      if (subscriber.state !== 'live' || subscriber.blocked || !subscriber.systemEvents) continue;
+      subscriber.write(chunks, now);
+      written++;
+    }
+    return written;
+  }
+
+  /** How many of this node's streams of `tenant` selected `topic` exactly (who a `notify` would reach). */
+  watchers(tenant: string, topic: string): number {
+    const recipients = this.index.get(tenant)?.exact.get(topic);
+    return recipients === undefined ? 0 : recipients instanceof Set ? recipients.size : 1;
+  }
 
   /** What a tenant may know: its own streams, nothing of other tenants or of the shared log. */
   tenantStats(tenant: string): TenantStats {

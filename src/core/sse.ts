@@ -40,6 +40,9 @@ export const encodeRetry = (ms: number): Uint8Array =>
 /** The shared heartbeat: a comment line, ignored by every client but enough to keep proxies open. */
 export const HEARTBEAT: Uint8Array = encoder.encode(': hb\n\n');
 
+/** A stream's first bytes when it has no `herald.connected` to send: an empty comment line. */
+export const OPENING_COMMENT: Uint8Array = encoder.encode(':\n');
+
 /**
  * A system event (`herald.*`). Its `id:` is set only when it marks a position the client should
  * resume from; an empty `id:` would reset the browser's last event id, so none is sent otherwise.

@@ -34,8 +34,21 @@ export interface Subscription {
   readonly expiresAt?: number | undefined;
   /** Where to resume: the `Last-Event-ID` header, else the `lastEventId` query parameter. */
   readonly lastEventId?: string | undefined;
+  /**
+   * Where to resume when the transport has already looked `lastEventId` up (it had to answer
+   * with where the stream starts): after this log position, or from the oldest retained event
+   * (`null`). Wins over `lastEventId`.
+   */
+  readonly replayAfter?: string | null | undefined;
+  /**
+   * `false` for a plain SSE stream that speaks another protocol over the hub (Mercure): no
+   * `herald.*` events; it opens with a comment instead. Default true.
+   */
+  readonly systemEvents?: boolean | undefined;
   /** Called once when the stream ends, whoever ends it (releases admission slots). */
   readonly onClose?: (() => void) | undefined;
+  /** The id of the request that opened the stream, for log lines about it; opaque to the hub. */
+  readonly requestId?: string | undefined;
 }
 
 export type SubscriberState = 'replaying' | 'live' | 'closed';
@@ -86,7 +99,13 @@ export class Subscriber {
   skipThrough: string | undefined;
   /** `herald.reauth` has been sent. */
   warnedOfExpiry = false;
+  readonly systemEvents: boolean;
   readonly onClose: (() => void) | undefined;
+  readonly requestId: string | undefined;
+  /** When the stream was opened, ms since the epoch. */
+  readonly openedAt: number;
+  /** Bytes handed to the sink so far. */
+  bytesWritten = 0;
   private readonly owner: SubscriberOwner;
   private drainWaiters: (() => void)[] | undefined;
   /** Made on the first event: an idle stream never needs one. */
@@ -109,6 +128,9 @@ export class Subscriber {
     this.subject = subscription.subject;
     this.expiresAt = subscription.expiresAt ?? Number.POSITIVE_INFINITY;
     this.onClose = subscription.onClose;
+    this.requestId = subscription.requestId;
+    this.openedAt = now;
+    this.systemEvents = subscription.systemEvents ?? true;
     this.sink = sink;
     this.owner = owner;
     this.lastWriteAt = now;
@@ -153,6 +175,7 @@ export class Subscriber {
   write(chunks: readonly Uint8Array[], now: number): boolean {
     if (this.state === 'closed') return false;
     this.lastWriteAt = now;
+    for (let i = 0; i < chunks.length; i++) this.bytesWritten += (chunks[i] as Uint8Array).byteLength;
     if (!this.sink.write(chunks)) this.blocked = true;
     return !this.blocked;
   }
