@@ -92,7 +92,8 @@ function findToken(
   return undefined;
 }
 
-function readCookie(header: string | undefined, name: string): string | undefined {
+/** A cookie's value by name, percent-decoded when it can be. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
   if (header === undefined) return undefined;
   for (const pair of header.split(';')) {
     const equals = pair.indexOf('=');

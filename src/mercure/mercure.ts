@@ -1,0 +1,73 @@
+import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '../auth/jwt.ts';
+import type { Authenticator } from '../auth/token-authenticator.ts';
+import type { Hub } from '../core/hub.ts';
+import type { Route } from '../http/routes.ts';
+import { MercureAuth } from './auth.ts';
+import { publish } from './publish.ts';
+import { subscribe } from './subscribe.ts';
+import { ActiveSubscriptions, SUBSCRIPTIONS_PATH, subscriptionsApi } from './subscriptions.ts';
+
+/** Where the Mercure protocol lives, as its discovery mechanism names it. */
+export const MERCURE_PATH = '/.well-known/mercure';
+
+/**
+ * Mercure over the same hub, broker and auth (the draft the reference hub v0.24 implements). Each
+ * setting mirrors one of the reference hub's (README, "Coming from Mercure").
+ */
+export interface MercureOptions {
+  /** Keys of publisher tokens (the reference hub's `publisher_jwt`); default: the hub's `auth.jwt`. */
+  readonly publisherJwt?: JwtOptions;
+  /** Keys of subscriber tokens (`subscriber_jwt`); default: the hub's `auth.jwt`. */
+  readonly subscriberJwt?: JwtOptions;
+  /** Subscribers without a token get public updates (`anonymous`); default: the hub's `auth.anonymous`. */
+  readonly anonymous?: boolean;
+  /** The cookie a browser sends its token in (`cookie_name`). Default `mercureAuthorization`. */
+  readonly cookieName?: string;
+  /** Origins allowed to publish with a cookie (`publish_origins`); `*` any. Default: the hub's CORS origins. */
+  readonly publishOrigins?: readonly string[];
+  /** Active subscriptions: subscription events and the subscriptions API (`subscriptions`). Default false. */
+  readonly subscriptions?: boolean;
+}
+
+/** What the hub passes down: its own auth settings, which Mercure's default to. */
+export interface MercureDefaults {
+  readonly verifier: JwtVerifier | undefined;
+  readonly authenticate: Authenticator;
+  readonly anonymous: boolean;
+  readonly corsOrigins: readonly string[];
+}
+
+const HUB_ROUTE: Route = { GET: subscribe, POST: publish };
+const SUBSCRIPTIONS_ROUTE: Route = { GET: subscriptionsApi };
+
+export class Mercure {
+  readonly auth: MercureAuth;
+  /** Undefined unless active subscriptions are on. */
+  readonly subscriptions: ActiveSubscriptions | undefined;
+
+  constructor(hub: Hub, options: MercureOptions, defaults: MercureDefaults) {
+    const verifier = (jwt: JwtOptions | undefined) =>
+      jwt === undefined ? defaults.verifier : createJwtVerifier(jwt);
+    this.auth = new MercureAuth({
+      publisher: verifier(options.publisherJwt),
+      subscriber: verifier(options.subscriberJwt),
+      fallback: defaults.authenticate,
+      anonymous: options.anonymous ?? defaults.anonymous,
+      cookieName: options.cookieName ?? 'mercureAuthorization',
+      publishOrigins: options.publishOrigins ?? defaults.corsOrigins.filter((origin) => origin !== '*'),
+    });
+    this.subscriptions = options.subscriptions === true ? new ActiveSubscriptions(hub) : undefined;
+  }
+
+  /** The Mercure route at `path`, if there is one. */
+  routeFor(path: string): Route | undefined {
+    if (path === MERCURE_PATH) return HUB_ROUTE;
+    if (
+      this.subscriptions !== undefined &&
+      (path === SUBSCRIPTIONS_PATH || path.startsWith(`${SUBSCRIPTIONS_PATH}/`))
+    ) {
+      return SUBSCRIPTIONS_ROUTE;
+    }
+    return undefined;
+  }
+}

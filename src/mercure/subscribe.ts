@@ -1,0 +1,95 @@
+import { badRequest, HeraldError } from '../core/errors.ts';
+import { shuttingDown } from '../core/hub.ts';
+import { parseSelectors } from '../core/topics.ts';
+import type { Herald } from '../herald.ts';
+import type { HttpReply, HttpRequest } from '../http/request.ts';
+import { checkSelectorLengths } from '../http/routes.ts';
+import type { Mercure } from './mercure.ts';
+import type { Presence } from './subscriptions.ts';
+
+/** The reserved `Last-Event-ID`: everything the hub still has, and the answer when nothing precedes. */
+export const EARLIEST = 'earliest';
+
+/** The reference hub's response headers, byte for byte (its `sendHeaders`). */
+const STREAM_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream',
+  'cache-control': 'private, no-cache, no-store, must-revalidate, max-age=0',
+  pragma: 'no-cache',
+  expire: '0',
+  'x-accel-buffering': 'no',
+};
+
+/**
+ * `GET /.well-known/mercure?topic=…`: a plain SSE stream of the updates matching the selectors.
+ * The resume point is looked up before the headers go out, because the `Last-Event-ID` response
+ * header must say where the stream starts: the requested id when it is in the log, `earliest` when
+ * what is sent has no predecessor (`earliest` asked, or an id the log does not hold).
+ */
+export async function subscribe(herald: Herald, request: HttpRequest): Promise<HttpReply> {
+  const mercure = herald.mercure as Mercure;
+  const { principal, payload } = await mercure.auth.authenticate(request, 'subscribe');
+  const topics = [...new Set(request.query.getAll('topic'))];
+  if (topics.length === 0) {
+    throw badRequest(
+      'topic-required',
+      'topic is required: add ?topic=<topic, * or URI template> (repeatable), e.g. ?topic=https://example.com/books/{id}',
+    );
+  }
+  checkSelectorLengths(herald, topics);
+  const selectors = parseSelectors(topics, herald.maxTopicsPerSubscription);
+  const requested = nonEmpty(request.header('last-event-id')) ?? nonEmpty(request.query.get('lastEventID'));
+  if (herald.hub.isClosing) throw shuttingDown();
+  await herald.hub.whenReady().catch(() => {
+    throw new HeraldError(
+      503,
+      'broker-unavailable',
+      `the ${herald.broker.kind} broker is not available; retry shortly`,
+    );
+  });
+
+  // undefined: live only; null: from the oldest event retained.
+  let replayAfter: string | null | undefined;
+  let headers = STREAM_HEADERS;
+  if (requested !== undefined) {
+    const location = requested === EARLIEST ? undefined : await herald.broker.locate(requested);
+    // An id the log no longer (or never) held gets what is retained: after a restart of a memory
+    // hub, that is everything published since, which a live-only answer would lose.
+    replayAfter = location?.kind === 'found' ? location.pos : null;
+    headers = { ...STREAM_HEADERS, 'last-event-id': location?.kind === 'found' ? requested : EARLIEST };
+  }
+
+  const release = herald.limits.openStream(request.remoteAddress ?? '', principal.subject, principal.tenant);
+  let presence: Presence | undefined;
+  const onClose = () => {
+    release();
+    presence?.leave();
+  };
+  const subscription = {
+    tenant: principal.tenant,
+    selectors,
+    grants: principal.subscribe,
+    permissions: principal.permissions,
+    subject: principal.subject,
+    expiresAt: principal.expiresAt,
+    replayAfter,
+    systemEvents: false,
+    onClose,
+    requestId: request.requestId,
+  };
+  return {
+    kind: 'stream',
+    headers,
+    open(sink) {
+      presence = mercure.subscriptions?.join(principal.tenant, topics, payload);
+      try {
+        return herald.hub.subscribe(subscription, sink);
+      } catch (error) {
+        onClose();
+        throw error;
+      }
+    },
+    discard: onClose,
+  };
+}
+
+const nonEmpty = (value: string | null | undefined) => (value ? value : undefined);
