@@ -5,8 +5,12 @@ import { MemoryBroker } from './brokers/memory.ts';
 import { MAX_TOPIC_LENGTH, type PublishInput } from './core/event.ts';
 import { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type HubStats, type TenantStats } from './core/hub.ts';
 import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
+import { StatsFeed } from './dashboard/stats-feed.ts';
 import { Cors } from './http/cors.ts';
 import { type LimitOptions, Limits } from './http/limits.ts';
+import { Mercure, type MercureOptions } from './mercure/mercure.ts';
+import { connectionLog } from './observability/connection-log.ts';
+import type { HeraldLogger } from './observability/logger.ts';
 
 export interface HeraldOptions extends Partial<HubOptions> {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
@@ -32,6 +36,11 @@ export interface HeraldOptions extends Partial<HubOptions> {
   };
   /** Your own authentication instead of `auth`: from the request to a Principal. */
   readonly authenticate?: Authenticator;
+  /**
+   * The Mercure protocol at `/.well-known/mercure`, on the same hub, broker and auth. On by
+   * default; `false` turns it off.
+   */
+  readonly mercure?: MercureOptions | false;
   /** Origins allowed to call the hub from a browser (CORS) and to publish with a cookie. */
   readonly corsOrigins?: readonly string[];
   /** Per-node admission limits: connections and streams per IP, subject and tenant, publish rates. */
@@ -43,6 +52,20 @@ export interface HeraldOptions extends Partial<HubOptions> {
    * configured broker was unreachable at start): `/readyz` then reports `degraded`.
    */
   readonly degraded?: string;
+  /**
+   * Where stream opens and closes, refused and failed requests are logged (pino, or anything
+   * with its `info`/`warn`/`error`/`debug`). Default: none, and unexpected failures go to
+   * `onError` as before, so embedding Herald does not make a host app's tests noisy.
+   */
+  readonly logger?: HeraldLogger;
+  /** `/metrics`: open to anyone who can reach it (`public`), else admin credentials only. */
+  readonly metrics?: {
+    readonly public?: boolean;
+    /** Tenants with a label of their own on `herald_connections`. Default 20. */
+    readonly tenantLabels?: number;
+    /** Labels on every series, e.g. `{ worker: '2' }`. */
+    readonly labels?: Record<string, string>;
+  };
 }
 
 export interface HeraldStats extends HubStats {
@@ -72,8 +95,16 @@ export class Herald {
   readonly nodeId: string;
   readonly degraded: string | undefined;
   readonly onError: (error: unknown, context: string) => void;
+  /** Undefined when Mercure is turned off. */
+  readonly mercure: Mercure | undefined;
+  readonly logger: HeraldLogger | undefined;
+  readonly metricsOptions: NonNullable<HeraldOptions['metrics']>;
+  /** Requests refused for their credential or its rights, by problem code (bounded: codes are ours). */
+  readonly authFailures = new Map<string, number>();
   private readonly startedAt = Date.now();
   private readonly statsSources = new Map<string, () => unknown>();
+  /** The dashboard's live figures, sent to admin streams of `herald/stats` while any watch. */
+  private readonly statsFeed: StatsFeed;
 
   constructor(options: HeraldOptions = {}) {
     const {
@@ -84,28 +115,52 @@ export class Herald {
       maxSelectorLength,
       auth,
       authenticate,
+      mercure,
       corsOrigins,
       limits,
       nodeId,
       degraded,
+      logger,
+      metrics,
       ...hub
     } = options;
     this.nodeId = nodeId ?? globalThis.crypto.randomUUID().slice(0, 8);
     this.degraded = degraded;
     this.broker = broker ?? new MemoryBroker(history);
-    this.hub = new Hub(this.broker, definedOnly(hub));
+    this.logger = logger;
+    this.metricsOptions = metrics ?? {};
+    this.hub = new Hub(this.broker, {
+      ...(logger === undefined
+        ? {}
+        : {
+            lifecycle: connectionLog(logger),
+            onError: (error: unknown, context: string) => logger.error({ err: error }, context),
+          }),
+      ...definedOnly(hub),
+    });
     this.open = authenticate === undefined && auth === undefined;
+    const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
     this.authenticate =
       authenticate ??
-      (auth === undefined
-        ? () => OPEN_PRINCIPAL
-        : tokenAuthenticator({ ...auth, verifier: createJwtVerifier(auth.jwt) }));
+      (verifier === undefined ? () => OPEN_PRINCIPAL : tokenAuthenticator({ ...auth, verifier }));
     this.maxBodyBytes = maxBodyBytes ?? 4 * 1024 * 1024;
     this.maxTopicsPerSubscription = maxTopicsPerSubscription ?? 100;
     this.maxSelectorLength = Math.min(maxSelectorLength ?? MAX_TOPIC_LENGTH, MAX_TOPIC_LENGTH);
     this.cors = new Cors({ origins: corsOrigins ?? [] });
     this.limits = new Limits(limits);
+    this.mercure =
+      mercure === false
+        ? undefined
+        : new Mercure(this.hub, mercure ?? {}, {
+            // A custom `authenticate` decides for Mercure too, unless Mercure has keys of its own.
+            verifier: authenticate === undefined ? verifier : undefined,
+            authenticate: this.authenticate,
+            anonymous: auth?.anonymous ?? false,
+            corsOrigins: corsOrigins ?? [],
+          });
     this.onError = this.hub.options.onError;
+    this.statsFeed = new StatsFeed(this);
+    this.statsFeed.start();
   }
 
   /**
@@ -145,6 +200,7 @@ export class Herald {
 
   /** Ends every stream with a retry hint and closes the broker. */
   close(): Promise<void> {
+    this.statsFeed.stop();
     return this.hub.close();
   }
 }

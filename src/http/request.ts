@@ -14,6 +14,8 @@ export interface HttpRequest {
   readonly signal?: AbortSignal;
   /** The whole body; rejects with a 413 HeraldError once it passes `limit` bytes. */
   body(limit: number): Promise<Uint8Array>;
+  /** Set by the routes: the caller's `x-request-id`, or one made for it; in logs and the reply. */
+  requestId?: string;
 }
 
 export type HttpReply = HttpResponse | HttpStream;

@@ -4,7 +4,10 @@ import { EventFilter } from '../core/filters.ts';
 import { shuttingDown } from '../core/hub.ts';
 import type { Principal } from '../core/principal.ts';
 import { parseSelectors } from '../core/topics.ts';
+import { DASHBOARD_ROUTES } from '../dashboard/routes.ts';
 import type { Herald } from '../herald.ts';
+import { METRICS_CONTENT_TYPE, metricsOf } from '../observability/metrics.ts';
+import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import type { HttpReply, HttpRequest, HttpResponse } from './request.ts';
 
 /**
@@ -13,7 +16,8 @@ import type { HttpReply, HttpRequest, HttpResponse } from './request.ts';
  */
 
 type Handler = (herald: Herald, request: HttpRequest) => Promise<HttpReply>;
-type Route = Readonly<Record<string, Handler>>;
+/** A path's handlers by method. */
+export type Route = Readonly<Record<string, Handler>>;
 
 const ROUTES: Readonly<Record<string, Route>> = {
   '/v1/events': { GET: subscribe },
@@ -23,6 +27,8 @@ const ROUTES: Readonly<Record<string, Route>> = {
   '/v1/stats': { GET: stats },
   '/healthz': { GET: health },
   '/readyz': { GET: readiness },
+  '/metrics': { GET: metrics },
+  ...DASHBOARD_ROUTES,
 };
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -40,19 +46,35 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
  * it on to the host app, or answers 404). Never throws: every failure becomes problem+json.
  */
 export async function handle(herald: Herald, request: HttpRequest): Promise<HttpReply | undefined> {
-  const route = ROUTES[request.path];
+  const route = ROUTES[request.path] ?? herald.mercure?.routeFor(request.path);
   if (route === undefined) return undefined;
+  const requestId = requestIdOf(request.header(REQUEST_ID_HEADER));
+  request.requestId = requestId;
   let reply: HttpReply;
   try {
     if (request.remoteAddress !== undefined) herald.limits.admitRequest(request.remoteAddress);
     reply =
       request.method === 'OPTIONS' ? options(herald, request, route) : await dispatch(herald, request, route);
   } catch (error) {
-    reply = problemReply(error, herald);
+    noteFailure(herald, request, error);
+    reply = problemReply(error, herald.logger === undefined ? herald : undefined);
   }
   // Errors carry the CORS headers too, or a page could not read why it was refused.
   const cors = herald.cors.responseHeaders(request.header('origin'));
-  return { ...reply, headers: { ...reply.headers, ...cors } };
+  return { ...reply, headers: { ...reply.headers, ...cors, [REQUEST_ID_HEADER]: requestId } };
+}
+
+/** Counts refused credentials for `/metrics` and logs the failure with its request id. */
+function noteFailure(herald: Herald, request: HttpRequest, error: unknown): void {
+  const problem = error instanceof HeraldError ? error : undefined;
+  if (problem !== undefined && (problem.status === 401 || problem.status === 403)) {
+    herald.authFailures.set(problem.code, (herald.authFailures.get(problem.code) ?? 0) + 1);
+  }
+  const logger = herald.logger;
+  if (logger === undefined) return;
+  const fields = { requestId: request.requestId, method: request.method, path: request.path };
+  if (problem === undefined) logger.error({ ...fields, err: error }, 'request failed');
+  else logger.info({ ...fields, status: problem.status, code: problem.code }, problem.detail);
 }
 
 function dispatch(herald: Herald, request: HttpRequest, route: Route): Promise<HttpReply> {
@@ -123,7 +145,7 @@ async function subscribe(herald: Herald, request: HttpRequest): Promise<HttpRepl
     principal.subject,
     subscription.tenant,
   );
-  const withRelease = { ...subscription, onClose: release };
+  const withRelease = { ...subscription, onClose: release, requestId: request.requestId };
   return {
     kind: 'stream',
     headers: SSE_HEADERS,
@@ -269,7 +291,7 @@ async function subscriptionOf(
   };
 }
 
-function checkSelectorLengths(herald: Herald, topics: readonly string[]): void {
+export function checkSelectorLengths(herald: Herald, topics: readonly string[]): void {
   for (const topic of topics) {
     if (topic.length > herald.maxSelectorLength) {
       throw badRequest(
@@ -334,6 +356,27 @@ async function jsonBody(herald: Herald, request: HttpRequest): Promise<unknown> 
 
 async function stats(herald: Herald, request: HttpRequest): Promise<HttpReply> {
   return json(200, await herald.stats(await herald.authenticate(request, 'stats')));
+}
+
+/** `GET /metrics`: Prometheus text format; admin credentials unless `metrics.public`. */
+async function metrics(herald: Herald, request: HttpRequest): Promise<HttpReply> {
+  if (herald.metricsOptions.public !== true) {
+    const principal = await herald.authenticate(request, 'stats');
+    if (!principal.admin) {
+      throw new HeraldError(
+        403,
+        'admin-required',
+        '/metrics needs admin credentials (a token with "admin": true), or a hub started with --metrics-public',
+      );
+    }
+  }
+  const body = await metricsOf(herald, herald.metricsOptions).render();
+  return {
+    kind: 'response',
+    status: 200,
+    headers: { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' },
+    body,
+  };
 }
 
 async function health(): Promise<HttpReply> {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { createLogger } from '../observability/logger.ts';
 import { parseDuration, resolveConfig, SETTINGS } from './config.ts';
 import { listenCommand } from './listen-command.ts';
 import { publishCommand } from './publish-command.ts';
@@ -28,20 +29,23 @@ const serveCommand = program
   .action(async (flags: Record<string, unknown>) => {
     const config = resolveConfig(flags);
     if (config.workers > 1) return runWorkers(config, version);
-    const running = await serve(config, (line) => console.error(line));
+    const logger = createLogger({ level: config.logLevel });
+    const running = await serve(config, logger);
     const broker = running.herald.degraded
       ? `memory, ${running.herald.degraded}`
       : running.herald.broker.kind;
-    console.log(
+    logger.info(
+      { url: running.url, broker, version },
       `herald ${version} listening on ${running.url} (broker: ${broker}, history: ${config.historySize} events)`,
     );
     if (running.herald.open) {
-      console.log(
-        'herald: open development mode: no JWT key is configured, so every request may publish and see everything',
+      logger.warn(
+        { open: true },
+        'open development mode: no JWT key is configured, so every request may publish and see everything',
       );
     }
     const shutdown = (signal: string) => {
-      console.log(`herald: ${signal} received, closing streams`);
+      logger.info({ signal }, `${signal} received, closing streams`);
       setTimeout(() => process.exit(0), SHUTDOWN_DEADLINE_MS).unref();
       running.close().then(() => process.exit(0));
     };

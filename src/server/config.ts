@@ -4,6 +4,7 @@ import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../brokers/mem
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
 import { DEFAULT_HUB_OPTIONS } from '../core/hub.ts';
 import { DEFAULT_LIMITS } from '../http/limits.ts';
+import { LOG_LEVELS } from '../observability/logger.ts';
 
 /**
  * `herald serve` settings. Each has a flag and a `HERALD_…` environment variable named after it
@@ -79,6 +80,9 @@ const workers = z.union([z.number(), z.string()]).transform((value, ctx) => {
   return n;
 });
 
+const JWT_ALG = /^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/;
+const JWT_ALG_HINT = 'use HS256, HS384, HS512, RS256…, PS256…, ES256… or EdDSA';
+
 const schema = z.object({
   port: z.coerce.number().int().min(0).max(65_535),
   workers,
@@ -128,6 +132,18 @@ const schema = z.object({
     .string()
     .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, "a cookie name is letters, digits and !#$%&'*+-.^_`|~"),
   corsOrigin: list,
+  mercure: flag,
+  mercurePublisherJwtKey: z.string().min(1).optional(),
+  mercurePublisherJwtAlg: z.string().regex(JWT_ALG, JWT_ALG_HINT).optional(),
+  mercurePublisherJwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+  mercureSubscriberJwtKey: z.string().min(1).optional(),
+  mercureSubscriberJwtAlg: z.string().regex(JWT_ALG, JWT_ALG_HINT).optional(),
+  mercureSubscriberJwksUrl: z.url({ protocol: /^https?$/ }).optional(),
+  mercureCookieName: z
+    .string()
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, "a cookie name is letters, digits and !#$%&'*+-.^_`|~"),
+  mercurePublishOrigin: list,
+  mercureSubscriptions: flag,
   privateByDefault: flag,
   reauthLead: duration,
   insecure: flag,
@@ -138,6 +154,8 @@ const schema = z.object({
   maxStreamsPerTenant: limit,
   publishRate: limit,
   publishBurst: limit,
+  logLevel: z.enum(LOG_LEVELS),
+  metricsPublic: flag,
 });
 
 export type ServeConfig = z.output<typeof schema>;
@@ -314,6 +332,71 @@ export const SETTINGS: readonly Setting[] = [
     { repeatable: true },
   ),
   setting(
+    'mercure',
+    '--mercure <on|off>',
+    true,
+    'the Mercure protocol at /.well-known/mercure, on the same hub, broker and auth',
+  ),
+  setting(
+    'mercurePublisherJwtKey',
+    '--mercure-publisher-jwt-key <key>',
+    undefined,
+    "Mercure publishers' key: an HMAC secret, or a PEM public key (text or file) (default: the --jwt-* keys)",
+    { aliases: ['MERCURE_PUBLISHER_JWT_KEY'] },
+  ),
+  setting(
+    'mercurePublisherJwtAlg',
+    '--mercure-publisher-jwt-alg <alg>',
+    undefined,
+    "algorithm of the publishers' key, e.g. HS256 or RS256",
+    { aliases: ['MERCURE_PUBLISHER_JWT_ALG'] },
+  ),
+  setting(
+    'mercurePublisherJwksUrl',
+    '--mercure-publisher-jwks-url <url>',
+    undefined,
+    "JWKS URL of Mercure publishers' keys",
+  ),
+  setting(
+    'mercureSubscriberJwtKey',
+    '--mercure-subscriber-jwt-key <key>',
+    undefined,
+    "Mercure subscribers' key: an HMAC secret, or a PEM public key (text or file) (default: the --jwt-* keys)",
+    { aliases: ['MERCURE_SUBSCRIBER_JWT_KEY'] },
+  ),
+  setting(
+    'mercureSubscriberJwtAlg',
+    '--mercure-subscriber-jwt-alg <alg>',
+    undefined,
+    "algorithm of the subscribers' key, e.g. HS256 or RS256",
+    { aliases: ['MERCURE_SUBSCRIBER_JWT_ALG'] },
+  ),
+  setting(
+    'mercureSubscriberJwksUrl',
+    '--mercure-subscriber-jwks-url <url>',
+    undefined,
+    "JWKS URL of Mercure subscribers' keys",
+  ),
+  setting(
+    'mercureCookieName',
+    '--mercure-cookie-name <name>',
+    'mercureAuthorization',
+    'cookie a browser sends its Mercure token in',
+  ),
+  setting(
+    'mercurePublishOrigin',
+    '--mercure-publish-origin <origin>',
+    [],
+    'origin allowed to publish to Mercure with a cookie; * for any (repeatable; default: the --cors-origin ones)',
+    { repeatable: true },
+  ),
+  setting(
+    'mercureSubscriptions',
+    '--mercure-subscriptions',
+    false,
+    'Mercure active subscriptions: subscription updates and /.well-known/mercure/subscriptions',
+  ),
+  setting(
     'privateByDefault',
     '--private-by-default',
     false,
@@ -362,6 +445,18 @@ export const SETTINGS: readonly Setting[] = [
     '--publish-burst <n>',
     L.publishBurstPerSubject,
     'events a subject may publish at once',
+  ),
+  setting(
+    'logLevel',
+    '--log-level <level>',
+    'info',
+    `JSON log lines on stdout from this level: ${LOG_LEVELS.join(', ')}`,
+  ),
+  setting(
+    'metricsPublic',
+    '--metrics-public',
+    false,
+    'serve /metrics without credentials (default: admin token, like /v1/stats)',
   ),
 ];
 

@@ -10,6 +10,7 @@ import { redactUrl } from '../brokers/redact-url.ts';
 import { HeraldError } from '../core/errors.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
+import type { HeraldLogger } from '../observability/logger.ts';
 import type { ServeConfig } from './config.ts';
 import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
 
@@ -30,18 +31,23 @@ export interface ServeOverrides {
   readonly degraded?: string;
   /** Share the port with the other workers; the kernel balances connections. */
   readonly reusePort?: boolean;
+  /** Labels on every `/metrics` series (the worker's number: each worker answers with its own figures). */
+  readonly metricsLabels?: Record<string, string>;
 }
 
-/** Starts the standalone hub: its broker behind a node:http server. */
+/**
+ * Starts the standalone hub: its broker behind a node:http server. Without a logger (tests,
+ * embedding) nothing is logged; `herald serve` passes pino at `--log-level`.
+ */
 export async function serve(
   config: ServeConfig,
-  log: (line: string) => void = () => {},
+  logger?: HeraldLogger,
   overrides: ServeOverrides = {},
 ): Promise<RunningServer> {
   // A bad certificate stops the start before a broker connection is made for nothing.
   const tls = loadTls(config);
-  const herald = await startHerald(config, log, overrides);
-  const bridges = await startBridgesOf(config, herald, log);
+  const herald = await startHerald(config, logger, overrides);
+  const bridges = await startBridgesOf(config, herald, logger);
   // Without a key anyone who can reach the hub may publish anything: only this machine may.
   if (herald.open && !config.insecure && !isLoopback(config.host)) {
     throw new Error(
@@ -108,10 +114,17 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex): vo
  */
 async function startHerald(
   config: ServeConfig,
-  log: (line: string) => void,
+  logger: HeraldLogger | undefined,
   overrides: ServeOverrides,
 ): Promise<Herald> {
-  const options = heraldOptions(config);
+  const options: HeraldOptions = {
+    ...heraldOptions(config),
+    ...(logger === undefined ? {} : { logger }),
+    metrics: {
+      public: config.metricsPublic,
+      ...(overrides.metricsLabels === undefined ? {} : { labels: overrides.metricsLabels }),
+    },
+  };
   if (overrides.broker !== undefined) {
     const herald = createHerald({ ...options, broker: overrides.broker, degraded: overrides.degraded });
     await herald.hub.whenReady();
@@ -122,8 +135,7 @@ async function startHerald(
     stream: config.stream,
     maxEvents: config.historySize,
     maxAgeMs: config.historyMaxAge,
-    onError: (error, context) =>
-      log(`herald: broker: ${context}: ${error instanceof Error ? error.message : error}`),
+    onError: (error, context) => logger?.error({ err: error }, `broker: ${context}`),
   });
   const herald = createHerald({ ...options, broker });
   try {
@@ -135,28 +147,48 @@ async function startHerald(
     if (config.onBrokerDown === 'fail') {
       throw new Error(`${reason}. Start it, or pass --on-broker-down local to run this node alone on memory`);
     }
-    log(`herald: ${reason}; running alone on the memory broker (--on-broker-down local)`);
+    logger?.warn(
+      { degraded: 'fallback-local' },
+      `${reason}; running alone on the memory broker (--on-broker-down local)`,
+    );
     const local = createHerald({ ...options, degraded: 'fallback-local' });
     await local.hub.whenReady();
     return local;
   }
 }
 
-async function startBridgesOf(config: ServeConfig, herald: Herald, log: (line: string) => void) {
+async function startBridgesOf(config: ServeConfig, herald: Herald, logger: HeraldLogger | undefined) {
   if (config.bridge.length === 0) return undefined;
   const bridges = await startBridges(herald, config.bridge, {
     redisUrl:
       config.bridgeRedis ?? (/^rediss?:/i.test(config.broker) ? config.broker : 'redis://127.0.0.1:6379'),
     natsUrl: config.bridgeNats ?? (/^nats:/i.test(config.broker) ? config.broker : 'nats://127.0.0.1:4222'),
-    onError: (error) => log(`herald: ${error.message}`),
+    onError: (error) => logger?.error({ err: error }, error.message),
   });
   herald.addStats('bridges', () => bridges.stats());
-  log(`herald: bridging ${config.bridge.length} source${config.bridge.length === 1 ? '' : 's'}`);
+  logger?.info({}, `bridging ${config.bridge.length} source${config.bridge.length === 1 ? '' : 's'}`);
   return bridges;
 }
 
 export function heraldOptions(config: ServeConfig): HeraldOptions {
-  const jwt = jwtOptions(config);
+  const publisherJwt = config.mercure
+    ? mercureJwt(
+        config,
+        config.mercurePublisherJwtKey,
+        config.mercurePublisherJwtAlg,
+        config.mercurePublisherJwksUrl,
+      )
+    : undefined;
+  const subscriberJwt = config.mercure
+    ? mercureJwt(
+        config,
+        config.mercureSubscriberJwtKey,
+        config.mercureSubscriberJwtAlg,
+        config.mercureSubscriberJwksUrl,
+      )
+    : undefined;
+  // Mercure keys alone must not leave the native API open: it then accepts the same tokens.
+  const native = jwtOptions(config) ?? mergedJwt(publisherJwt, subscriberJwt);
   return {
     nodeId: `${hostname()}:${process.pid}`,
     history: { maxEvents: config.historySize, maxAgeMs: config.historyMaxAge },
@@ -186,9 +218,61 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
       publishesPerSecondPerSubject: config.publishRate,
       publishBurstPerSubject: config.publishBurst,
     },
-    ...(jwt === undefined
+    ...(native === undefined
       ? {}
-      : { auth: { jwt, anonymous: config.anonymous, cookieName: config.cookieName } }),
+      : { auth: { jwt: native, anonymous: config.anonymous, cookieName: config.cookieName } }),
+    mercure: config.mercure
+      ? {
+          ...(publisherJwt === undefined ? {} : { publisherJwt }),
+          ...(subscriberJwt === undefined ? {} : { subscriberJwt }),
+          cookieName: config.mercureCookieName,
+          ...(config.mercurePublishOrigin.length === 0
+            ? {}
+            : { publishOrigins: config.mercurePublishOrigin }),
+          subscriptions: config.mercureSubscriptions,
+        }
+      : false,
+  };
+}
+
+/**
+ * Mercure's keys as the reference hub takes them: a key and its algorithm (HS* take a secret, the
+ * others a PEM public key), or a JWKS URL.
+ */
+function mercureJwt(
+  config: ServeConfig,
+  key: string | undefined,
+  alg: string | undefined,
+  jwksUrl: string | undefined,
+): JwtOptions | undefined {
+  if (key === undefined && jwksUrl === undefined) return undefined;
+  const options: { -readonly [K in keyof JwtOptions]: JwtOptions[K] } = {
+    clockToleranceSec: config.jwtLeeway / 1000,
+  };
+  if (key !== undefined) {
+    const publicKey = key.includes('-----BEGIN') || (alg !== undefined && !alg.startsWith('HS'));
+    if (publicKey) options.publicKeys = [readPem(key)];
+    else options.secrets = [key];
+  }
+  if (jwksUrl !== undefined) options.jwksUrl = jwksUrl;
+  if (alg !== undefined) options.algorithms = [alg];
+  return options;
+}
+
+/** Every key of both Mercure roles: what the native API accepts when it has no key of its own. */
+function mergedJwt(a: JwtOptions | undefined, b: JwtOptions | undefined): JwtOptions | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  const secrets = [...(a.secrets ?? []), ...(b.secrets ?? [])];
+  const publicKeys = [...(a.publicKeys ?? []), ...(b.publicKeys ?? [])];
+  const jwksUrl = a.jwksUrl ?? b.jwksUrl;
+  return {
+    ...a,
+    ...(secrets.length === 0 ? {} : { secrets }),
+    ...(publicKeys.length === 0 ? {} : { publicKeys }),
+    ...(jwksUrl === undefined ? {} : { jwksUrl }),
+    ...(a.algorithms === undefined || b.algorithms === undefined
+      ? { algorithms: undefined }
+      : { algorithms: [...new Set([...a.algorithms, ...b.algorithms])] }),
   };
 }
 
@@ -213,7 +297,7 @@ function readPem(value: string): string {
   try {
     return readFileSync(value, 'utf8');
   } catch (error) {
-    throw new Error(`--jwt-public-key: cannot read ${value}: ${(error as Error).message}`);
+    throw new Error(`cannot read the public key file ${value}: ${(error as Error).message}`);
   }
 }
 

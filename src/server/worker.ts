@@ -1,5 +1,6 @@
 import { Socket } from 'node:net';
 import { IpcBroker } from '../brokers/ipc.ts';
+import { createLogger } from '../observability/logger.ts';
 import { serve } from './serve.ts';
 import type { StartMessage, WorkerMessage } from './workers.ts';
 
@@ -22,8 +23,10 @@ process.once('message', async (message: StartMessage) => {
   try {
     const pipe = sharedLog ? new Socket({ fd: 4, readable: true, writable: true }) : undefined;
     const broker = pipe === undefined ? undefined : new IpcBroker(pipe);
-    const running = await serve(config, (line) => console.error(`${line} [worker ${index + 1}]`), {
+    const logger = createLogger({ level: config.logLevel, base: { worker: index + 1 } });
+    const running = await serve(config, logger, {
       reusePort: true,
+      metricsLabels: { worker: String(index + 1) },
       ...(broker === undefined ? {} : { broker }),
       ...(degraded === undefined ? {} : { degraded }),
     });

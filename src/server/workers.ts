@@ -6,6 +6,7 @@ import { brokerFor } from '../brokers/connect.ts';
 import { LogServer } from '../brokers/ipc.ts';
 import { MemoryBroker } from '../brokers/memory.ts';
 import { redactUrl } from '../brokers/redact-url.ts';
+import { createLogger } from '../observability/logger.ts';
 import type { ServeConfig } from './config.ts';
 
 /**
@@ -230,20 +231,23 @@ async function reachable(config: ServeConfig, log: (line: string) => void): Prom
 
 /** `herald serve --workers N` as the CLI runs it: prints where it listens, stops on SIGTERM/SIGINT. */
 export async function runWorkers(config: ServeConfig, version: string): Promise<void> {
-  const pool = await startWorkers(config, (line) => console.error(line));
-  console.log(
+  const logger = createLogger({ level: config.logLevel, base: { role: 'primary' } });
+  const pool = await startWorkers(config, (line) => logger.warn({}, line));
+  logger.info(
+    { url: pool.url, broker: pool.broker, version, workers: config.workers },
     `herald ${version} listening on ${pool.url} (broker: ${pool.broker}, history: ${config.historySize} events, workers: ${config.workers})`,
   );
   if (pool.open) {
-    console.log(
-      'herald: open development mode: no JWT key is configured, so every request may publish and see everything',
+    logger.warn(
+      { open: true },
+      'open development mode: no JWT key is configured, so every request may publish and see everything',
     );
   }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`herald: ${signal} received, closing streams on ${config.workers} workers`);
+    logger.info({ signal }, `${signal} received, closing streams on ${config.workers} workers`);
     setTimeout(() => process.exit(0), STOP_DEADLINE_MS + 1_000).unref();
     pool.close().then(() => process.exit(0));
   };

@@ -134,7 +134,14 @@ describe('nodeHandler on node:http, mounted under basePath /realtime', () => {
   test('an HTTP/1.1 stream has exactly the SSE headers and nothing that would buffer it', async (t) => {
     const { subscribe } = await mount(t);
     const stream = await subscribe('topic=orders');
-    const { date, 'transfer-encoding': transferEncoding, ...rest } = stream.headers;
+    const {
+      date,
+      'transfer-encoding': transferEncoding,
+      'x-request-id': requestId,
+      ...rest
+    } = stream.headers;
+    // Which request opened the stream, as its log lines name it.
+    assert.match(String(requestId), /^[0-9a-f-]{36}$/);
     assert.deepEqual(rest, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',

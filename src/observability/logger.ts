@@ -1,0 +1,97 @@
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+
+/**
+ * What Herald logs through: pino's shape, so a pino logger (or a child of the host app's) fits
+ * as it is, and so does anything else with these four methods.
+ */
+export interface HeraldLogger {
+  debug(fields: object, message?: string): void;
+  info(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  error(fields: object, message?: string): void;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * Fields that may hold a credential, wherever a caller puts them: they are censored however
+ * the line was built. Query parameters in URLs are handled by `url` serialization below.
+ */
+export const REDACTED_PATHS: readonly string[] = [
+  'authorization',
+  'cookie',
+  'token',
+  'secret',
+  'jwtSecret',
+  'password',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["set-cookie"]',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  '*.authorization',
+  '*.token',
+  '*.secret',
+  '*.jwtSecret',
+  '*.password',
+];
+
+const CENSOR = '[redacted]';
+
+/** Query parameters that carry a credential (EventSource cannot send a header, so they exist). */
+const SECRET_PARAMETERS = /([?&](?:access_token|authorization|token|jwt)=)[^&#\s"]*/gi;
+/** Three base64url parts, the first a JSON header: a JWT, wherever it ended up in a message. */
+const JWT_SHAPE = /\beyJ[\w-]*\.[\w-]+\.[\w-]*/g;
+
+/** A message or URL with credentials masked: tokens in query parameters and JWT-shaped strings. */
+export function maskSecrets(text: string): string {
+  return text.replace(SECRET_PARAMETERS, `$1${CENSOR}`).replace(JWT_SHAPE, CENSOR);
+}
+
+export interface HeraldLoggerOptions {
+  /** Default `info`. */
+  readonly level?: LogLevel;
+  /** Where the JSON lines go. Default: stdout. */
+  readonly destination?: DestinationStream;
+  /** Fields on every line, e.g. `{ node: 'host:1234' }`. */
+  readonly base?: Record<string, unknown>;
+}
+
+/**
+ * A pino logger that writes one JSON object per line, with credentials censored: the fields in
+ * `REDACTED_PATHS`, secrets in any `url` or `path` field, and JWT-shaped text in messages and
+ * error messages.
+ */
+export function createLogger(options: HeraldLoggerOptions = {}): Logger {
+  const settings: LoggerOptions = {
+    level: options.level ?? 'info',
+    base: { pid: process.pid, ...options.base },
+    redact: { paths: [...REDACTED_PATHS], censor: CENSOR },
+    serializers: {
+      url: (value: unknown) => (typeof value === 'string' ? maskSecrets(value) : value),
+      path: (value: unknown) => (typeof value === 'string' ? maskSecrets(value) : value),
+      err: (error: unknown) => {
+        const serialized = pino.stdSerializers.err(error as Error);
+        return {
+          ...serialized,
+          message: maskSecrets(String(serialized.message)),
+          stack: maskSecrets(String(serialized.stack)),
+        };
+      },
+    },
+    hooks: {
+      logMethod(args, method) {
+        // pino's `(fields, message)` and `(message)` forms: the message is the first string.
+        const at = typeof args[0] === 'string' ? 0 : 1;
+        const message = args[at];
+        if (typeof message === 'string') args[at] = maskSecrets(message);
+        method.apply(this, args);
+      },
+    },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // "level":"warn", not "level":40: read by people and by log shippers alike.
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  return options.destination === undefined ? pino(settings) : pino(settings, options.destination);
+}
