@@ -49,6 +49,8 @@ export interface ClientOptions {
   types?: readonly string[];
   /** Only events with these tags (the hub filters): `{ dealerId: 'STORE1', vin: ['A', 'B'] }`. */
   tags?: Readonly<Record<string, string | readonly string[]>>;
+  /** Admin credentials only: watch this tenant instead of the credential's own, or `*` for every tenant. */
+  tenant?: string;
   /** A bearer token, or a function called before every connection (so it can refresh it). */
   token?: string | (() => string | Promise<string>);
   /**
@@ -91,7 +93,10 @@ export interface HeraldClient<Events extends Record<string, unknown> = Record<st
   readonly mode: 'stream' | 'poll';
   /** The topic selectors the client wants (what the next connection asks for). */
   readonly topics: readonly string[];
-  /** Calls `handler` for every event of `type` (`*`: every event but `herald.*`). Returns the unsubscribe. */
+  /**
+   * Calls `handler` for every event of `type` (`*`: every event but `herald.*`; a hub notice such
+   * as `herald.stats` only by its own type). Returns the unsubscribe.
+   */
   on<K extends keyof Events & string>(type: K, handler: Handler<HeraldMessage<Events[K]>>): () => void;
   on(type: '*', handler: Handler<HeraldMessage<Events[keyof Events]>>): () => void;
   onStatus(handler: Handler<StatusChange>): () => void;
@@ -169,6 +174,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     const params = new URLSearchParams();
     for (const topic of topics) params.append('topic', topic);
     for (const type of types) params.append('type', type);
+    if (options.tenant !== undefined) params.append('tenant', options.tenant);
     for (const [name, values] of Object.entries(tags)) {
       for (const value of listOf(values)) params.append(`tag.${name}`, value);
     }
@@ -295,6 +301,11 @@ export function createClient<Events extends Record<string, unknown> = Record<str
       // until that one is connected, and the ids both deliver are de-duplicated.
       connection.renewing = true;
       open(true);
+    } else {
+      // Another notice of the hub (`herald.stats`, on the dashboard's topic): only for handlers
+      // of that very type. It has no id of its own (the one it shows is the stream's last), so it
+      // is neither de-duplicated nor remembered.
+      emit(handlers.get(type), { id: '', type, data: payload as never, raw: data });
     }
   };
 

@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { HeraldError } from '../core/errors.ts';
+import type { Herald } from '../herald.ts';
+import type { HttpReply, HttpRequest } from '../http/request.ts';
+
+/**
+ * `/dashboard`: the page and its assets, as `npm run build` bundled them into `dist/dashboard/`.
+ * The shell is public (it holds no data); every figure it shows comes from `/v1/events` and
+ * `/v1/publish`, which require admin credentials unless the hub is in open development mode.
+ */
+
+interface Asset {
+  readonly file: string;
+  readonly contentType: string;
+}
+
+const ASSETS: Readonly<Record<string, Asset>> = {
+  '/dashboard': { file: 'index.html', contentType: 'text/html; charset=utf-8' },
+  '/dashboard/app.js': { file: 'app.js', contentType: 'text/javascript; charset=utf-8' },
+  '/dashboard/app.css': { file: 'app.css', contentType: 'text/css; charset=utf-8' },
+};
+
+/** The page tells the browser to load nothing from elsewhere: it works offline, behind any firewall. */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy':
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
+/**
+ * Where the built assets are: beside this module when it runs from `dist/dashboard/`, else in
+ * `dist/dashboard/` of the checkout (running from `src/` with Node's type stripping).
+ */
+const ASSET_DIRECTORIES = [new URL('./', import.meta.url), new URL('../../dist/dashboard/', import.meta.url)];
+
+interface Loaded {
+  readonly body: string;
+  readonly etag: string;
+}
+
+/** Read once per process: the assets change only with a new build, which comes with a restart. */
+const loaded = new Map<string, Loaded>();
+
+function load(file: string): Loaded {
+  const cached = loaded.get(file);
+  if (cached !== undefined) return cached;
+  const directory = ASSET_DIRECTORIES.find((url) => existsSync(fileURLToPath(new URL('app.js', url))));
+  if (directory === undefined) {
+    throw new HeraldError(
+      503,
+      'dashboard-not-built',
+      'the dashboard is not built: run `npm run build` (it bundles the page into dist/dashboard/)',
+    );
+  }
+  const body = readFileSync(fileURLToPath(new URL(file, directory)), 'utf8');
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+  const asset = { body, etag };
+  loaded.set(file, asset);
+  return asset;
+}
+
+async function serveAsset(_herald: Herald, request: HttpRequest): Promise<HttpReply> {
+  const asset = ASSETS[request.path] as Asset;
+  const { body, etag } = load(asset.file);
+  // Revalidated on every load (names carry no hash), answered with 304 while the build is the same.
+  const headers = {
+    'content-type': asset.contentType,
+    'cache-control': 'no-cache',
+    etag,
+    ...SECURITY_HEADERS,
+  };
+  if (request.header('if-none-match') === etag) return { kind: 'response', status: 304, headers, body: '' };
+  return { kind: 'response', status: 200, headers, body };
+}
+
+/** The dashboard's routes, merged into the HTTP API's table. */
+export const DASHBOARD_ROUTES = Object.fromEntries(
+  Object.keys(ASSETS).map((path) => [path, { GET: serveAsset }]),
+) as Readonly<Record<string, { readonly GET: typeof serveAsset }>>;

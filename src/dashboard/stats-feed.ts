@@ -1,0 +1,86 @@
+import { ALL_TENANTS } from '../core/principal.ts';
+import type { Herald, HeraldStats } from '../herald.ts';
+
+/**
+ * The reserved topic of the dashboard's live figures. Notices on it go to streams of tenant `*`
+ * only, which only admin credentials may open, and no one can publish into tenant `*`: whatever
+ * arrives on it comes from the hub.
+ */
+export const STATS_TOPIC = 'herald/stats';
+/** The SSE type of a stats notice: `herald.*`, which no published event may have. */
+export const STATS_TYPE = 'herald.stats';
+
+/** One stats notice: this node's `/v1/stats` (admin view), with rates and the broker's health. */
+export interface DashboardStats extends HeraldStats {
+  /** Events per second over the last interval: accepted by this node, and written to its streams. */
+  readonly rates: { readonly published: number; readonly delivered: number; readonly intervalMs: number };
+  readonly health: { readonly ok: boolean; readonly detail?: string };
+  /** Streams on this node watching these figures (dashboards open). */
+  readonly watchers: number;
+}
+
+const DEFAULT_INTERVAL_MS = 1_000;
+
+/**
+ * Sends this node's figures to the dashboards watching it, once per interval, without polling
+ * and without the log: figures are per node and stale a second later, so they must not fill the
+ * shared history or be replayed. While no one watches, a tick costs one map lookup.
+ */
+export class StatsFeed {
+  private readonly herald: Herald;
+  private readonly intervalMs: number;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  /** The counters at the previous tick, for the rates. */
+  private last = { at: 0, published: 0, delivered: 0 };
+  /** A tick whose snapshot is still being taken (a slow broker): the next one is skipped. */
+  private busy = false;
+
+  constructor(herald: Herald, intervalMs = DEFAULT_INTERVAL_MS) {
+    this.herald = herald;
+    this.intervalMs = intervalMs;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.last = this.sample();
+    this.timer = setInterval(this.tick, this.intervalMs);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sample() {
+    const { published, delivered } = this.herald.hub.counters;
+    return { at: performance.now(), published, delivered };
+  }
+
+  private readonly tick = (): void => {
+    const previous = this.last;
+    const now = this.sample();
+    this.last = now;
+    const hub = this.herald.hub;
+    const watchers = hub.watchers(ALL_TENANTS, STATS_TOPIC);
+    if (watchers === 0 || this.busy || hub.isClosing) return;
+    const seconds = (now.at - previous.at) / 1000;
+    const rates = {
+      published: round((now.published - previous.published) / seconds),
+      delivered: round((now.delivered - previous.delivered) / seconds),
+      intervalMs: Math.round(now.at - previous.at),
+    };
+    this.busy = true;
+    Promise.all([this.herald.stats(), this.herald.broker.health()])
+      .then(([stats, health]) => {
+        const notice: DashboardStats = { ...stats, rates, health, watchers };
+        hub.notify(ALL_TENANTS, STATS_TOPIC, STATS_TYPE, notice);
+      })
+      .catch((error: unknown) => this.herald.onError(error, 'taking the dashboard figures failed'))
+      .finally(() => {
+        this.busy = false;
+      });
+  };
+}
+
+const round = (value: number) => Math.round(value * 10) / 10;
