@@ -2,7 +2,7 @@
 // package.json, then builds. Runs on whatever Node is on the PATH (the system's may be old),
 // so it is plain JavaScript with no dependencies.
 import { execSync } from 'node:child_process';
-import { existsSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 
 const marker = 'node_modules/.package-lock.json';
 const mtime = (path) => (existsSync(path) ? statSync(path).mtimeMs : 0);
@@ -13,4 +13,30 @@ if (installed === 0 || installed < mtime('package.json') || installed < mtime('p
   const now = new Date();
   utimesSync(marker, now, now);
 }
-execSync('npm run --silent build', { stdio: 'inherit' });
+// Build unless the last build here is newer than everything it is made from: the example
+// commands run this too, and rewriting dist/ under a test suite that is reading it would break it.
+const stamp = 'dist/.bootstrap-built';
+const newest = (path) => {
+  if (!existsSync(path)) return 0;
+  const stat = statSync(path);
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  return readdirSync(path).reduce(
+    (latest, name) => Math.max(latest, newest(`${path}/${name}`)),
+    stat.mtimeMs,
+  );
+};
+const sources = [
+  'src',
+  'scripts',
+  'package.json',
+  'package-lock.json',
+  'tsconfig.json',
+  'tsconfig.build.json',
+];
+if (mtime(stamp) <= Math.max(...sources.map(newest))) {
+  // Stamped with the time the build began: a file saved while it ran makes the next run build again.
+  const began = new Date();
+  execSync('npm run --silent build', { stdio: 'inherit' });
+  writeFileSync(stamp, `${began.toISOString()}\n`);
+  utimesSync(stamp, began, began);
+}

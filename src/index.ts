@@ -1,5 +1,7 @@
 export type { Action, Authenticator } from './auth/token-authenticator.ts';
+export { type BridgeOptions, type Bridges, type BridgesStats, startBridges } from './bridges/index.ts';
 export type { Broker, BrokerHealth, HistoryStats, Location } from './brokers/broker.ts';
+export { type BrokerSettings, brokerFor } from './brokers/connect.ts';
 export {
   DEFAULT_HISTORY_MAX_AGE_MS,
   DEFAULT_HISTORY_SIZE,
@@ -15,3 +17,6 @@ export type { CloseReason, Sink, Subscriber, Subscription } from './core/subscri
 export { parseSelector, type Selector } from './core/topics.ts';
 export { createHerald, Herald, type HeraldOptions, type HeraldStats } from './herald.ts';
 export type { HttpReply, HttpRequest } from './http/request.ts';
+export { MERCURE_PATH, type MercureOptions } from './mercure/mercure.ts';
+export { createLogger, type HeraldLogger, type HeraldLoggerOptions } from './observability/logger.ts';
+export { HeraldMetrics, type MetricsOptions, metricsOf } from './observability/metrics.ts';

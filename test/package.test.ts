@@ -23,4 +23,12 @@ describe('the published entry points', () => {
     assert.match(id, /^[0-9a-z]+-1$/);
     await hub.close();
   });
+
+  test('herald exports the bridges and the broker factory that herald serve uses, for embedding apps', async () => {
+    const { startBridges, brokerFor } = await import('herald');
+    assert.equal(typeof startBridges, 'function');
+    const broker = await brokerFor({ url: 'memory' });
+    assert.equal(broker.constructor.name, 'MemoryBroker');
+    await broker.close();
+  });
 });
