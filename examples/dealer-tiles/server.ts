@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serve } from '@hono/node-server';
-import { build } from 'esbuild';
+import react from '@vitejs/plugin-react';
 import { createHerald, type Herald, HeraldError } from 'herald';
 import { webHandler } from 'herald/web';
 import { Hono } from 'hono';
+import { build, type Rolldown } from 'vite';
 import { z } from 'zod';
 import { DEMO_INVENTORY, ScoreJob } from './score-job.ts';
 
@@ -42,36 +43,26 @@ const problem = (status: number, code: string, detail: string) =>
     headers: { 'content-type': 'application/problem+json' },
   });
 
-async function bundlePage(): Promise<Uint8Array> {
-  const result = await build({
-    entryPoints: [fileURLToPath(new URL('page.tsx', import.meta.url))],
-    bundle: true,
-    write: false,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    jsx: 'automatic',
-    define: { 'process.env.NODE_ENV': '"production"' },
+/**
+ * The page, built by Vite from index.html and page.tsx into memory at start: path → file. Vite
+ * hashes asset names, so the HTML it writes is what names the script.
+ */
+async function buildPage(): Promise<Map<string, { type: string; body: Uint8Array | string }>> {
+  const output = (await build({
+    configFile: false,
+    root: fileURLToPath(new URL('.', import.meta.url)),
+    plugins: [react()],
     logLevel: 'silent',
-  });
-  return result.outputFiles[0]?.contents as Uint8Array;
+    build: { write: false, target: 'es2022', modulePreload: false },
+  })) as Rolldown.RolldownOutput;
+  const files = new Map<string, { type: string; body: Uint8Array | string }>();
+  for (const file of output.output) {
+    const body = file.type === 'chunk' ? file.code : file.source;
+    const type = file.fileName.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript';
+    files.set(`/${file.fileName === 'index.html' ? '' : file.fileName}`, { type, body });
+  }
+  return files;
 }
-
-const HTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Dealer tiles</title><link rel="icon" href="data:,">
-<style>
-body { font-family: system-ui, sans-serif; margin: 24px; background: #f5f6f8; color: #1d2330; }
-header { display: flex; gap: 12px; align-items: baseline; }
-.status { font-size: 13px; padding: 2px 8px; border-radius: 10px; background: #dde; }
-.status[data-status="open"] { background: #c8efd4; }
-.tiles { display: flex; gap: 16px; flex-wrap: wrap; }
-.tile { background: #fff; border: 1px solid #d5d9e2; border-radius: 10px; padding: 16px 20px; width: 300px; }
-.tile dl { display: grid; grid-template-columns: auto 1fr; gap: 4px 16px; font-size: 20px; }
-.tile dd { margin: 0; font-variant-numeric: tabular-nums; font-weight: 600; }
-.msrp { font-size: 13px; color: #555; min-height: 2.6em; }
-</style></head>
-<body><main id="root"></main><script type="module" src="/app.js"></script></body></html>`;
 
 export async function start(options: DealerTilesOptions = {}): Promise<DealerTiles> {
   // Browsers only listen (anonymous, public events); publishing over HTTP needs a token signed
@@ -81,14 +72,10 @@ export async function start(options: DealerTilesOptions = {}): Promise<DealerTil
   });
   const job = new ScoreJob(herald, DEMO_INVENTORY);
   const realtime = webHandler(herald, { basePath: '/realtime' });
-  const script = await bundlePage();
+  const page = await buildPage();
 
   const app = new Hono()
     .all('/realtime/*', (c) => realtime(c.req.raw))
-    .get('/', (c) => c.html(HTML))
-    .get('/app.js', (c) =>
-      c.body(script as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'text/javascript' }),
-    )
     .get('/api/dealers', (c) => c.json({ dealers: job.dealers() }))
     // Seed 001's "trigger MSRP sync": the prices a feed reports; changes are published.
     .post('/api/jobs/msrp-sync', async (c) => {
@@ -112,6 +99,11 @@ export async function start(options: DealerTilesOptions = {}): Promise<DealerTil
         );
       }
       return c.json({ changed: await job.syncMsrp(parsed.data.records) }, 202);
+    })
+    .get('*', (c) => {
+      const file = page.get(c.req.path);
+      if (file === undefined) return c.notFound();
+      return c.body(file.body as string, 200, { 'content-type': file.type });
     });
 
   const server = serve({
