@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
+import { exportJWK, SignJWT } from 'jose';
 import type { HeraldOptions } from '../../src/herald.ts';
 import { startHub, type TestHub } from '../helpers/server.ts';
 import { bearer, MERCURE_SECRET, mercurePublish, mercureStream, mercureToken } from './mercure-client.ts';
@@ -213,6 +215,43 @@ describe('Mercure with its own settings', () => {
       wrongKey.close();
     } finally {
       await hub.close();
+    }
+  });
+
+  test("subscriber keys may come from a JWKS URL, as the reference hub's subscriber_jwks_url", async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+    const jwks = createServer((_, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
+    const hub = await hubWith({
+      auth: { jwt: { secrets: [MERCURE_SECRET] } },
+      mercure: { subscriberJwt: { jwksUrl } },
+    });
+    try {
+      const signed = await new SignJWT({ mercure: { subscribe: ['*'] } })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .sign(privateKey);
+      const stream = await mercureStream(hub.url, ['*'], { headers: bearer(signed) });
+      assert.equal(stream.status, 200);
+      const hs = await mercureStream(hub.url, ['*'], {
+        headers: bearer(await mercureToken({ subscribe: ['*'] })),
+      });
+      assert.equal(hs.status, 401, 'the hub secret is not a subscriber key once subscribers have their own');
+      await mercurePublish(
+        hub.url,
+        { topic: 'a', data: 'x', private: true },
+        bearer(await mercureToken({ publish: ['*'] })),
+      );
+      await stream.untilData(1);
+      stream.close();
+      hs.close();
+    } finally {
+      await hub.close();
+      jwks.close();
     }
   });
 
