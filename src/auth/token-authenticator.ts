@@ -46,29 +46,45 @@ export function tokenAuthenticator(options: TokenAuthOptions): Authenticator {
         { headers: { 'www-authenticate': CHALLENGE } },
       );
     }
-    let verified: Awaited<ReturnType<JwtVerifier['verify']>>;
-    try {
-      verified = await options.verifier.verify(found.token);
-    } catch (error) {
-      // RFC 6750 §3: a refused token is answered with a challenge naming the error.
-      if (error instanceof HeraldError && error.status === 401) {
-        throw new HeraldError(401, error.code, error.detail, {
-          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
-        });
-      }
-      throw error;
-    }
-    try {
-      return principalFromClaims(verified.claims, verified.expiresAt, found.via);
-    } catch (error) {
-      if (error instanceof HeraldError) {
-        throw new HeraldError(401, error.code, error.detail, {
-          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
-        });
-      }
-      throw error;
-    }
+    return (await verifiedPrincipal(options.verifier, found.token, found.via, CHALLENGE)).principal;
   };
+}
+
+/**
+ * Verifies a token and reads its claims (after `adapt`) into a Principal. Any refusal is a 401
+ * with an RFC 6750 §3 challenge naming the error, whether the signature, the time or a claim's
+ * shape is wrong.
+ */
+export async function verifiedPrincipal(
+  verifier: JwtVerifier,
+  token: string,
+  via: Principal['via'],
+  challenge: string,
+  adapt: (claims: Record<string, unknown>) => Record<string, unknown> = (claims) => claims,
+): Promise<{ principal: Principal; claims: Record<string, unknown> }> {
+  try {
+    const verified = await verifier.verify(token);
+    const claims = adapt(verified.claims);
+    return { principal: principalFromClaims(claims, verified.expiresAt, via), claims };
+  } catch (error) {
+    if (error instanceof HeraldError && error.status === 401) {
+      throw new HeraldError(401, error.code, error.detail, {
+        headers: { 'www-authenticate': `${challenge}, error="invalid_token"` },
+      });
+    }
+    throw error;
+  }
+}
+
+/** The token of an `Authorization` header, which must be `Bearer <token>` (else 401). */
+export function bearerToken(authorization: string, challenge: string): string {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  if (match === null) {
+    throw new HeraldError(401, 'token-malformed', 'the Authorization header must be "Bearer <jwt>"', {
+      headers: { 'www-authenticate': `${challenge}, error="invalid_request"` },
+    });
+  }
+  return match[1] as string;
 }
 
 function findToken(
@@ -76,15 +92,7 @@ function findToken(
   cookieName: string,
 ): { token: string; via: Principal['via'] } | undefined {
   const authorization = request.header('authorization');
-  if (authorization !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (match === null) {
-      throw new HeraldError(401, 'token-malformed', 'the Authorization header must be "Bearer <jwt>"', {
-        headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_request"` },
-      });
-    }
-    return { token: match[1] as string, via: 'header' };
-  }
+  if (authorization !== undefined) return { token: bearerToken(authorization, CHALLENGE), via: 'header' };
   const cookie = readCookie(request.header('cookie'), cookieName);
   if (cookie !== undefined) return { token: cookie, via: 'cookie' };
   const query = request.query.get('access_token');

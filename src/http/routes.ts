@@ -270,15 +270,7 @@ async function subscriptionOf(
     nonEmpty(query.get('lastEventId')) ??
     nonEmpty(query.get('lastEventID'));
   const tenant = watchedTenant(principal, query.get('tenant'));
-  // Only worth it on a hub that runs, with a broker that runs.
-  if (herald.hub.isClosing) throw shuttingDown();
-  await herald.hub.whenReady().catch(() => {
-    throw new HeraldError(
-      503,
-      'broker-unavailable',
-      `the ${herald.broker.kind} broker is not available; retry shortly`,
-    );
-  });
+  await streamable(herald);
   return {
     tenant,
     selectors,
@@ -289,6 +281,18 @@ async function subscriptionOf(
     expiresAt: principal.expiresAt,
     lastEventId,
   };
+}
+
+/** A stream is only worth opening on a hub that runs, with a broker that runs: else 503. */
+export async function streamable(herald: Herald): Promise<void> {
+  if (herald.hub.isClosing) throw shuttingDown();
+  await herald.hub.whenReady().catch(() => {
+    throw new HeraldError(
+      503,
+      'broker-unavailable',
+      `the ${herald.broker.kind} broker is not available; retry shortly`,
+    );
+  });
 }
 
 export function checkSelectorLengths(herald: Herald, topics: readonly string[]): void {
@@ -334,17 +338,22 @@ async function publish(herald: Herald, request: HttpRequest): Promise<HttpReply>
   return json(202, { id: event?.id });
 }
 
-/** The request's JSON body, or the problem that says why there is none. */
-async function jsonBody(herald: Herald, request: HttpRequest): Promise<unknown> {
+/** Refuses (415) a body whose Content-Type, parameters aside, is not `expected`. */
+export function requireMediaType(request: HttpRequest, expected: string): void {
   const contentType = request.header('content-type');
   const mediaType = contentType?.split(';', 1)[0]?.trim().toLowerCase();
-  if (mediaType !== 'application/json') {
+  if (mediaType !== expected) {
     throw new HeraldError(
       415,
       'unsupported-media-type',
-      `Content-Type must be application/json; got ${contentType ? JSON.stringify(contentType) : 'none'}`,
+      `Content-Type must be ${expected}; got ${contentType ? JSON.stringify(contentType) : 'none'}`,
     );
   }
+}
+
+/** The request's JSON body, or the problem that says why there is none. */
+async function jsonBody(herald: Herald, request: HttpRequest): Promise<unknown> {
+  requireMediaType(request, 'application/json');
   const bytes = await request.body(herald.maxBodyBytes);
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));

@@ -1,6 +1,11 @@
-import { principalFromClaims } from '../auth/claims.ts';
 import type { JwtVerifier } from '../auth/jwt.ts';
-import { ANONYMOUS, type Authenticator, readCookie } from '../auth/token-authenticator.ts';
+import {
+  ANONYMOUS,
+  type Authenticator,
+  bearerToken,
+  readCookie,
+  verifiedPrincipal,
+} from '../auth/token-authenticator.ts';
 import { HeraldError } from '../core/errors.ts';
 import type { Principal } from '../core/principal.ts';
 import { Cors } from '../http/cors.ts';
@@ -62,20 +67,15 @@ export class MercureAuth {
         { headers: { 'www-authenticate': CHALLENGE } },
       );
     }
-    try {
-      const verified = await verifier.verify(found.token);
-      const claims = withMercureClaim(verified.claims);
-      const principal = principalFromClaims(claims, verified.expiresAt, found.via);
-      const payload = (claims.mercure as { payload?: unknown } | undefined)?.payload;
-      return payload === undefined ? { principal } : { principal, payload };
-    } catch (error) {
-      if (error instanceof HeraldError && error.status === 401) {
-        throw new HeraldError(401, error.code, error.detail, {
-          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_token"` },
-        });
-      }
-      throw error;
-    }
+    const { principal, claims } = await verifiedPrincipal(
+      verifier,
+      found.token,
+      found.via,
+      CHALLENGE,
+      withMercureClaim,
+    );
+    const payload = (claims.mercure as { payload?: unknown } | undefined)?.payload;
+    return payload === undefined ? { principal } : { principal, payload };
   }
 
   private findToken(
@@ -83,15 +83,7 @@ export class MercureAuth {
     role: MercureRole,
   ): { token: string; via: Principal['via'] } | undefined {
     const authorization = request.header('authorization');
-    if (authorization !== undefined) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-      if (match === null) {
-        throw new HeraldError(401, 'token-malformed', 'the Authorization header must be "Bearer <jwt>"', {
-          headers: { 'www-authenticate': `${CHALLENGE}, error="invalid_request"` },
-        });
-      }
-      return { token: match[1] as string, via: 'header' };
-    }
+    if (authorization !== undefined) return { token: bearerToken(authorization, CHALLENGE), via: 'header' };
     const query = request.query.get('authorization');
     if (query !== null && query !== '') return { token: query, via: 'query' };
     const cookie = readCookie(request.header('cookie'), this.options.cookieName);

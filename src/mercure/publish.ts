@@ -2,6 +2,7 @@ import { badRequest, HeraldError } from '../core/errors.ts';
 import type { PublishInput } from '../core/event.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
+import { requireMediaType } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
 
 /** Topics with this in them are the hub's own (subscription events): no publisher may forge one. */
@@ -68,15 +69,7 @@ export async function publish(herald: Herald, request: HttpRequest): Promise<Htt
 }
 
 async function formBody(herald: Herald, request: HttpRequest): Promise<URLSearchParams> {
-  const contentType = request.header('content-type');
-  const mediaType = contentType?.split(';', 1)[0]?.trim().toLowerCase();
-  if (mediaType !== 'application/x-www-form-urlencoded') {
-    throw new HeraldError(
-      415,
-      'unsupported-media-type',
-      `Content-Type must be application/x-www-form-urlencoded; got ${contentType ? JSON.stringify(contentType) : 'none'}`,
-    );
-  }
+  requireMediaType(request, 'application/x-www-form-urlencoded');
   const bytes = await request.body(herald.maxBodyBytes);
   let text: string;
   try {

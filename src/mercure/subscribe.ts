@@ -1,9 +1,8 @@
-import { badRequest, HeraldError } from '../core/errors.ts';
-import { shuttingDown } from '../core/hub.ts';
+import { badRequest } from '../core/errors.ts';
 import { parseSelectors } from '../core/topics.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
-import { checkSelectorLengths } from '../http/routes.ts';
+import { checkSelectorLengths, streamable } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
 import type { Presence } from './subscriptions.ts';
 
@@ -38,14 +37,7 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
   checkSelectorLengths(herald, topics);
   const selectors = parseSelectors(topics, herald.maxTopicsPerSubscription);
   const requested = nonEmpty(request.header('last-event-id')) ?? nonEmpty(request.query.get('lastEventID'));
-  if (herald.hub.isClosing) throw shuttingDown();
-  await herald.hub.whenReady().catch(() => {
-    throw new HeraldError(
-      503,
-      'broker-unavailable',
-      `the ${herald.broker.kind} broker is not available; retry shortly`,
-    );
-  });
+  await streamable(herald);
 
   // undefined: live only; null: from the oldest event retained.
   let replayAfter: string | null | undefined;
