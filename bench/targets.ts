@@ -105,6 +105,9 @@ export const herald: Target = {
       '0',
       '--publish-rate',
       '0',
+      // A line per stream open and close is the default (info); Nchan runs with access_log off.
+      '--log-level',
+      'warn',
     ];
     const stream = broker.name === 'memory' ? undefined : broker.newStream();
     if (stream !== undefined) args.push('--broker', broker.url, '--stream', stream);

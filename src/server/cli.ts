@@ -34,7 +34,8 @@ const serveCommand = program
     const broker = running.herald.degraded
       ? `memory, ${running.herald.degraded}`
       : running.herald.broker.kind;
-    logger.info(
+    // Where it listens is printed at any level: scripts and operators wait for that line.
+    logger.child({}, { level: 'info' }).info(
       { url: running.url, broker, version },
       `herald ${version} listening on ${running.url} (broker: ${broker}, history: ${config.historySize} events)`,
     );

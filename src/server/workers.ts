@@ -233,7 +233,8 @@ async function reachable(config: ServeConfig, log: (line: string) => void): Prom
 export async function runWorkers(config: ServeConfig, version: string): Promise<void> {
   const logger = createLogger({ level: config.logLevel, base: { role: 'primary' } });
   const pool = await startWorkers(config, (line) => logger.warn({}, line));
-  logger.info(
+  // Where it listens is printed at any level: scripts and operators wait for that line.
+  logger.child({}, { level: 'info' }).info(
     { url: pool.url, broker: pool.broker, version, workers: config.workers },
     `herald ${version} listening on ${pool.url} (broker: ${pool.broker}, history: ${config.historySize} events, workers: ${config.workers})`,
   );
