@@ -35,10 +35,12 @@ const serveCommand = program
       ? `memory, ${running.herald.degraded}`
       : running.herald.broker.kind;
     // Where it listens is printed at any level: scripts and operators wait for that line.
-    logger.child({}, { level: 'info' }).info(
-      { url: running.url, broker, version },
-      `herald ${version} listening on ${running.url} (broker: ${broker}, history: ${config.historySize} events)`,
-    );
+    logger
+      .child({}, { level: 'info' })
+      .info(
+        { url: running.url, broker, version },
+        `herald ${version} listening on ${running.url} (broker: ${broker}, history: ${config.historySize} events)`,
+      );
     if (running.herald.open) {
       logger.warn(
         { open: true },

@@ -234,10 +234,12 @@ export async function runWorkers(config: ServeConfig, version: string): Promise<
   const logger = createLogger({ level: config.logLevel, base: { role: 'primary' } });
   const pool = await startWorkers(config, (line) => logger.warn({}, line));
   // Where it listens is printed at any level: scripts and operators wait for that line.
-  logger.child({}, { level: 'info' }).info(
-    { url: pool.url, broker: pool.broker, version, workers: config.workers },
-    `herald ${version} listening on ${pool.url} (broker: ${pool.broker}, history: ${config.historySize} events, workers: ${config.workers})`,
-  );
+  logger
+    .child({}, { level: 'info' })
+    .info(
+      { url: pool.url, broker: pool.broker, version, workers: config.workers },
+      `herald ${version} listening on ${pool.url} (broker: ${pool.broker}, history: ${config.historySize} events, workers: ${config.workers})`,
+    );
   if (pool.open) {
     logger.warn(
       { open: true },
