@@ -180,6 +180,11 @@ export class Hub implements SubscriberOwner {
     this.ready.catch(() => {});
   }
 
+  /** The log position of the last event this node dispatched (the head, before any). */
+  get position(): string {
+    return this.cursor;
+  }
+
   /** After `close()`: no publish, no new stream. */
   get isClosing(): boolean {
     return this.closing;

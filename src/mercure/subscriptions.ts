@@ -15,11 +15,12 @@ import { EARLIEST } from './subscribe.ts';
  * ends, and an API listing the active ones.
  *
  * The updates go through the log like any other, so every node sees every node's subscriptions:
- * each node folds them into its registry as its feed dispatches them, and the API answers from
- * that. A node knows the subscriptions that started or ended since it started.
+ * each node folds them into its registry, from the retained history when it starts and then as
+ * its feed dispatches them, and the API answers from that.
  */
 export const SUBSCRIPTIONS_PATH = '/.well-known/mercure/subscriptions';
 const CONTEXT = 'https://mercure.rocks/';
+const HISTORY_PAGE = 500;
 
 interface SubscriptionDocument {
   '@context'?: string;
@@ -46,7 +47,40 @@ export class ActiveSubscriptions {
 
   constructor(hub: Hub) {
     this.hub = hub;
-    hub.observe((events) => this.fold(events));
+    // What the feed brings while the history is read waits, so nothing is folded out of order.
+    let waiting: HeraldEvent[] | undefined = [];
+    hub.observe((events) => {
+      if (waiting === undefined) this.fold(events);
+      else waiting.push(...events);
+    });
+    this.load()
+      .then((until) => {
+        const late = (waiting ?? []).filter((event) => hub.broker.compare(event.pos, until) > 0);
+        waiting = undefined;
+        this.fold(late);
+      })
+      .catch((error: unknown) => {
+        waiting = undefined;
+        if (!hub.isClosing)
+          hub.options.onError(error, 'reading Mercure subscriptions from the history failed');
+      });
+  }
+
+  /**
+   * Folds the retained history, so a node that starts late lists the subscriptions that other
+   * nodes announced before it. Resolves with the position it read up to.
+   */
+  private async load(): Promise<string> {
+    await this.hub.whenReady();
+    const until = this.hub.position;
+    let after: string | null = null;
+    for (;;) {
+      const page = await this.hub.broker.read(after, until, HISTORY_PAGE);
+      this.fold(page);
+      const last = page.at(-1);
+      if (last === undefined || page.length < HISTORY_PAGE) return until;
+      after = last.pos;
+    }
   }
 
   /** Announces a subscriber's subscriptions (one per selector); the returned presence ends them. */

@@ -98,6 +98,28 @@ for (const backend of BACKENDS.filter((b) => b.name !== 'memory')) {
       while ((await listed()).length > 0 && Date.now() < deadline) await sleep(50);
       assert.deepEqual(await listed(), []);
     });
+
+    test('a node that starts later lists the subscriptions announced before it, from the history', async () => {
+      const watcher = bearer(await mercureToken({ subscribe: [`${SUBSCRIPTIONS}{/topic}{/subscriber}`] }));
+      const selector = `https://example.com/halls/${globalThis.crypto.randomUUID()}`;
+      const subscriber = await mercureStream(a.url, [selector]);
+      const listedOn = async (url: string) => {
+        const response = await fetch(`${url}${SUBSCRIPTIONS}`, { headers: watcher });
+        const body = (await response.json()) as { subscriptions: { topic: string }[] };
+        return body.subscriptions.filter((s) => s.topic === selector).length;
+      };
+      const deadline = Date.now() + 10_000;
+      while ((await listedOn(b.url)) === 0 && Date.now() < deadline) await sleep(50);
+      const late = await spawnHub(args);
+      try {
+        assert.equal(await listedOn(late.url), 1);
+        subscriber.close();
+        while ((await listedOn(late.url)) > 0 && Date.now() < deadline) await sleep(50);
+        assert.equal(await listedOn(late.url), 0);
+      } finally {
+        await late.stop();
+      }
+    });
   });
 }
 
