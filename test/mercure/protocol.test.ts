@@ -121,7 +121,7 @@ for (const backend of BACKENDS) {
       });
       assert.equal(both.headers['last-event-id'], ids[1]);
       await mercurePublish(hub.url, { topic, data: 'live' }, publisher);
-      await both.untilData(2);
+      await Promise.all([both.untilData(2), byQuery.untilData(2)]);
       assert.deepEqual(
         both.events.map((e) => e.data),
         ['v2', 'live'],
