@@ -319,7 +319,8 @@ function watchedTenant(principal: Principal, requested: string | null): string {
   return requested;
 }
 
-const nonEmpty = (value: string | null | undefined) => (value ? value : undefined);
+/** A parameter or header that is absent or empty is not there. */
+export const nonEmpty = (value: string | null | undefined) => (value ? value : undefined);
 
 async function publish(herald: Herald, request: HttpRequest): Promise<HttpReply> {
   const principal = await herald.authenticate(request, 'publish');

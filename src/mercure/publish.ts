@@ -2,7 +2,7 @@ import { badRequest, HeraldError } from '../core/errors.ts';
 import type { PublishInput } from '../core/event.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
-import { requireMediaType } from '../http/routes.ts';
+import { nonEmpty, requireMediaType } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
 
 /** Topics with this in them are the hub's own (subscription events): no publisher may forge one. */
@@ -79,5 +79,3 @@ async function formBody(herald: Herald, request: HttpRequest): Promise<URLSearch
   }
   return new URLSearchParams(text);
 }
-
-const nonEmpty = (value: string | null) => (value ? value : undefined);

@@ -2,7 +2,7 @@ import { badRequest } from '../core/errors.ts';
 import { parseSelectors } from '../core/topics.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
-import { checkSelectorLengths, streamable } from '../http/routes.ts';
+import { checkSelectorLengths, nonEmpty, streamable } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
 import type { Presence } from './subscriptions.ts';
 
@@ -83,5 +83,3 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
     discard: onClose,
   };
 }
-
-const nonEmpty = (value: string | null | undefined) => (value ? value : undefined);
