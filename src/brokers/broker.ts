@@ -15,8 +15,14 @@ export interface Broker {
   start(feed: (events: readonly HeraldEvent[]) => void): Promise<string>;
   /** Appends drafts in order and gives each its id and position. */
   append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]>;
-  /** Finds where a client's `Last-Event-ID` stands in the log. */
-  locate(id: string): Promise<Location>;
+  /**
+   * Finds where a client's `Last-Event-ID` stands in the log, for a subscriber of `tenant`.
+   * Publisher-chosen ids live in their tenant's namespace (see `chosenIdKey`): an id another
+   * tenant chose is looked up in `tenant`'s namespace, where it does not exist, so it answers
+   * exactly as an id that never existed. Positions are points in the shared log, not events: a
+   * position answers the same whoever asks, whichever tenant's event (if any) sits there.
+   */
+  locate(id: string, tenant: string): Promise<Location>;
   /** Up to `limit` events after `after` (`null`: from the oldest retained) and at most `until`. */
   read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]>;
   /** Orders two positions: negative, zero or positive. */
@@ -35,7 +41,14 @@ export type Location =
    * can resume from without being told of the same loss again.
    */
   | { readonly kind: 'expired'; readonly from: string }
-  /** Never seen, or malformed. */
+  /**
+   * The id is from before the log was lost or replaced (a broker restarted without persistence, a
+   * stream deleted): what followed it may be gone without trace. A replay goes on from `from`
+   * (`null`: from the oldest retained event of the new log); the client is told with a
+   * `herald.gap` whose reason is `reset`.
+   */
+  | { readonly kind: 'reset'; readonly from: string | null }
+  /** Never seen (in the caller's tenant), or malformed. */
   | { readonly kind: 'unknown' };
 
 export interface HistoryStats {

@@ -34,6 +34,15 @@ export function encodeDraft(draft: EventDraft): string {
   return JSON.stringify(stored);
 }
 
+/**
+ * Where a publisher-chosen id is kept: in its tenant's namespace, so no tenant can take, move,
+ * confirm or resume from another tenant's id. The tenant's length comes first, so no pair of
+ * (tenant, id) can spell another pair's key.
+ */
+export function chosenIdKey(tenant: string, id: string): string {
+  return `${tenant.length}:${tenant}:${id}`;
+}
+
 /** The event at `pos` of the log; its id is the publisher's when it chose one. */
 export function decodeEvent(text: string, pos: string): HeraldEvent {
   const stored = JSON.parse(text) as Stored;

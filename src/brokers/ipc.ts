@@ -141,8 +141,10 @@ export class LogServer {
         const events = await broker.append(argument as EventDraft[]);
         return events.map((event) => event.pos);
       }
-      case 'locate':
-        return broker.locate(argument as string);
+      case 'locate': {
+        const [id, tenant] = argument as [string, string];
+        return broker.locate(id, tenant);
+      }
       case 'read': {
         const [after, until, limit] = argument as [string | null, string, number];
         return broker.read(after, until, limit);
@@ -214,8 +216,8 @@ export class IpcBroker implements Broker {
     return drafts.map((draft, i) => toEvent(draft, positions[i] as string));
   }
 
-  locate(id: string): Promise<Location> {
-    return this.call('locate', id) as Promise<Location>;
+  locate(id: string, tenant: string): Promise<Location> {
+    return this.call('locate', [id, tenant]) as Promise<Location>;
   }
 
   async read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]> {

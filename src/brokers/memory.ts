@@ -1,7 +1,7 @@
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
 import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
-import { toEvent } from './codec.ts';
+import { chosenIdKey, toEvent } from './codec.ts';
 
 export interface MemoryBrokerOptions {
   /** Events kept for replay. Default 10 000. */
@@ -12,10 +12,13 @@ export interface MemoryBrokerOptions {
 
 export const DEFAULT_HISTORY_SIZE = 10_000;
 export const DEFAULT_HISTORY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
-const POSITION = /^([0-9a-z]{1,12})-(\d{1,16})$/;
+// Digits, a dash, digits: the shape every broker's positions share, which chosen ids may not take.
+const POSITION = /^(\d{1,16})-(\d{1,16})$/;
 
 /**
- * The embedded log: one process, bounded history in a ring buffer, ids `<epoch>-<seq>`.
+ * The embedded log: one process, bounded history in a ring buffer, ids `<epoch>-<seq>` (the epoch
+ * is the start time in ms, so positions are shaped like Redis's entry ids and a chosen id can
+ * never be mistaken for one: the hub refuses chosen ids of that shape).
  *
  * A new epoch per process start makes ids from before a restart recognisable: they precede
  * everything in the current epoch, so a client coming back with one gets the whole current
@@ -31,7 +34,7 @@ export class MemoryBroker implements Broker {
   private readonly ring: (HeraldEvent | undefined)[] = [];
   private first = 1;
   private last = 0;
-  /** Publisher-chosen ids of retained events, to their sequence numbers. */
+  /** Publisher-chosen ids of retained events (keyed by `chosenIdKey`), to their sequence numbers. */
   private readonly chosenIds = new Map<string, number>();
   private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
   private sweeper: ReturnType<typeof setInterval> | undefined;
@@ -40,7 +43,7 @@ export class MemoryBroker implements Broker {
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
     this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
     this.epochValue = Date.now();
-    this.epoch = this.epochValue.toString(36);
+    this.epoch = String(this.epochValue);
   }
 
   async start(feed: (events: readonly HeraldEvent[]) => void): Promise<string> {
@@ -56,14 +59,15 @@ export class MemoryBroker implements Broker {
     for (const draft of drafts) {
       if (draft.id === undefined) continue;
       if (draft.reuseId === true) continue;
-      if (this.chosenIds.has(draft.id) || seen.has(draft.id)) {
+      const key = chosenIdKey(draft.tenant, draft.id);
+      if (this.chosenIds.has(key) || seen.has(key)) {
         throw new HeraldError(
           409,
           'duplicate-id',
           `id "${draft.id}" is already in the history; ids must be unique`,
         );
       }
-      seen.add(draft.id);
+      seen.add(key);
     }
     const events: HeraldEvent[] = [];
     for (const draft of drafts) {
@@ -74,7 +78,7 @@ export class MemoryBroker implements Broker {
       const evicted = this.ring[slot];
       if (evicted !== undefined) this.forget(evicted);
       this.ring[slot] = event;
-      if (draft.id !== undefined) this.chosenIds.set(draft.id, seq);
+      if (draft.id !== undefined) this.chosenIds.set(chosenIdKey(draft.tenant, draft.id), seq);
       events.push(event);
     }
     this.first = Math.max(this.first, this.last - this.maxEvents + 1);
@@ -83,9 +87,9 @@ export class MemoryBroker implements Broker {
     return events;
   }
 
-  async locate(id: string): Promise<Location> {
+  async locate(id: string, tenant: string): Promise<Location> {
     this.trimByAge(Date.now());
-    const chosen = this.chosenIds.get(id);
+    const chosen = this.chosenIds.get(chosenIdKey(tenant, id));
     if (chosen !== undefined) return { kind: 'found', pos: this.position(chosen) };
     const parsed = parse(id);
     if (parsed === undefined) return { kind: 'unknown' };
@@ -166,8 +170,9 @@ export class MemoryBroker implements Broker {
   private forget(event: HeraldEvent): void {
     if (event.id === event.pos) return;
     // A reused id names a newer event by now: that mapping stays.
-    const seq = this.chosenIds.get(event.id);
-    if (seq !== undefined && this.position(seq) === event.pos) this.chosenIds.delete(event.id);
+    const key = chosenIdKey(event.tenant, event.id);
+    const seq = this.chosenIds.get(key);
+    if (seq !== undefined && this.position(seq) === event.pos) this.chosenIds.delete(key);
   }
 }
 
@@ -181,7 +186,7 @@ export function compareMemoryPositions(a: string, b: string): number {
 function parse(id: string): [epoch: number, seq: number] | undefined {
   const match = POSITION.exec(id);
   if (match === null) return undefined;
-  return [Number.parseInt(match[1] as string, 36), Number(match[2])];
+  return [Number(match[1]), Number(match[2])];
 }
 
 function positive(value: number, what: string): number {

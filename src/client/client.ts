@@ -122,6 +122,8 @@ interface Connection {
   token?: string | undefined;
   /** `herald.connected`'s connectionId. */
   id?: string;
+  /** `herald.connected`'s secret: what proves a subscription change comes from this stream's holder. */
+  secret?: string;
   /** Any byte received. */
   bytes?: boolean;
   /** Given up by the watchdog. */
@@ -283,6 +285,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     }
     if (type === 'herald.connected') {
       connection.id = payload.connectionId as string;
+      connection.secret = payload.secret as string;
       connectionId = connection.id;
       // Its id is where this stream resumes from. When that is what was sent, the client may
       // already be further on (the stream it replaces kept delivering): keep the later id.
@@ -568,7 +571,12 @@ export function createClient<Events extends Record<string, unknown> = Record<str
         response = await doFetch(`${root}v1/subscriptions`, {
           method: 'POST',
           headers: headers(bearer, { 'content-type': 'application/json' }),
-          body: JSON.stringify({ connectionId: connection.id, action, topics: list }),
+          body: JSON.stringify({
+            connectionId: connection.id,
+            secret: connection.secret,
+            action,
+            topics: list,
+          }),
           credentials,
         });
       } catch {

@@ -93,6 +93,8 @@ const KNOWN_FIELDS = new Set([
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 export const hasControlCharacter = (text: string): boolean => CONTROL.test(text);
+/** The shape of a log position on every broker; no chosen id may take it. */
+const LOG_POSITION = /^\d+(-\d+)?$/;
 
 /**
  * Checks a publish request and turns it into a draft. Every rejection names the field and says
@@ -132,12 +134,13 @@ export function validateEvent(
     );
   }
   const id = optionalText(fields.id, 'id', MAX_ID_LENGTH, where);
-  // A chosen id is looked up before positions, but one shaped like a Redis or NATS position
-  // (123, 1700000000000-4) would still read as "resume from there" to anyone holding it.
-  if (id !== undefined && /^\d+(-\d+)?$/.test(id)) {
+  // Every broker's positions are digits or digits-digits (memory `<epoch ms>-<seq>`, Redis
+  // `<ms>-<seq>`, NATS `<seq>`). A chosen id of that shape would be ambiguous in `locate`, and on
+  // the memory broker a later position could repeat it (a resume from it would re-send events).
+  if (id !== undefined && LOG_POSITION.test(id)) {
     throw badRequest(
       'invalid-id',
-      `${where}id "${id}" looks like a log position (digits, or digits-digits); choose another, e.g. a URN`,
+      `${where}id "${id}" looks like a log position (digits, or digits-digits), which every broker uses for its own ids; choose another, e.g. a URN`,
     );
   }
   const key = optionalText(fields.key, 'key', MAX_KEY_LENGTH, where);
@@ -214,6 +217,20 @@ export function checkTopic(topic: unknown, where = ''): asserts topic is string 
   if (CONTROL.test(topic)) {
     throw badRequest('invalid-topic', `${where}topic ${JSON.stringify(topic)} contains a control character`);
   }
+  checkWellFormed(topic, 'a topic', 'invalid-topic', where);
+}
+
+/**
+ * A lone surrogate has no UTF-8 form: on the wire it becomes U+FFFD, so a client would send back
+ * another id than the one that was stored, and could never resume from it.
+ */
+function checkWellFormed(text: string, what: string, code: string, where: string): void {
+  if (!text.isWellFormed()) {
+    throw badRequest(
+      code,
+      `${where}${what} contains a lone UTF-16 surrogate (half of a character), which has no UTF-8 form; send whole characters`,
+    );
+  }
 }
 
 function optionalText(value: unknown, field: string, max: number, where: string): string | undefined {
@@ -233,6 +250,7 @@ function optionalText(value: unknown, field: string, max: number, where: string)
       `${where}"${field}" contains a control character (CR, LF, NUL…); it would break the SSE framing`,
     );
   }
+  checkWellFormed(value, `"${field}"`, `invalid-${field}`, where);
   return value;
 }
 

@@ -12,6 +12,7 @@ import {
   Subscriber,
   type SubscriberOwner,
   type Subscription,
+  sameSecret,
 } from './subscriber.ts';
 import { SubscriberIndex, type TenantIndex } from './subscriber-index.ts';
 import { anyMatch, type Selector } from './topics.ts';
@@ -96,8 +97,14 @@ export interface PollResult {
   }[];
   /** Where the next poll continues: the last event's id, or how far the log was examined. */
   readonly lastEventId: string;
-  readonly gap?: 'unknown' | 'expired';
+  readonly gap?: GapReason;
 }
+
+/**
+ * Why a resume could not continue exactly where the client was: its id was never in the log (in
+ * its tenant), what followed it is no longer retained, or the log was lost or replaced since.
+ */
+export type GapReason = 'unknown' | 'expired' | 'reset';
 
 export interface TenantStats {
   readonly tenant: string;
@@ -293,21 +300,21 @@ export class Hub implements SubscriberOwner {
     const { lastEventId, replayAfter } = subscription;
     let replayFrom: string | null | undefined; // undefined: no replay; null: from the oldest retained
     let resumeId = this.cursor;
-    let gap: 'unknown' | 'expired' | undefined;
+    let gap: GapReason | undefined;
     if (replayAfter !== undefined) {
       replayFrom = replayAfter === null ? null : this.resumeAfter(subscriber, replayAfter);
     } else if (lastEventId !== undefined) {
-      const location = await this.broker.locate(lastEventId);
+      const location = await this.broker.locate(lastEventId, subscriber.tenant);
       if (subscriber.isClosed) return;
       if (location.kind === 'found') {
         resumeId = lastEventId;
         replayFrom = this.resumeAfter(subscriber, location.pos);
-      } else if (location.kind === 'expired') {
+      } else if (location.kind === 'expired' || location.kind === 'reset') {
         // What followed the id is partly gone: say so, then send all that is left. The resume
         // point moves to where that begins, so a reconnect is not told of the same loss again.
         replayFrom = location.from;
-        resumeId = location.from;
-        gap = 'expired';
+        resumeId = location.from ?? lastEventId;
+        gap = location.kind;
       } else gap = 'unknown';
     }
 
@@ -319,7 +326,7 @@ export class Hub implements SubscriberOwner {
         encodeRetry(this.options.retryMs),
         encodeSystemEvent(
           'herald.connected',
-          { connectionId: subscriber.id, lastEventId: resumeId },
+          { connectionId: subscriber.id, lastEventId: resumeId, secret: subscriber.secret },
           resumeId,
         ),
       ];
@@ -579,13 +586,14 @@ export class Hub implements SubscriberOwner {
     try {
       let until = this.cursor;
       let after: string | null = until;
-      let gap: 'unknown' | 'expired' | undefined;
+      let gap: GapReason | undefined;
       const from = subscription.lastEventId;
       if (from !== undefined) {
-        const location = await this.broker.locate(from);
+        const location = await this.broker.locate(from, subscription.tenant);
         if (location.kind === 'found') after = location.pos;
-        else if (location.kind === 'expired') [after, gap] = [location.from, 'expired'];
-        else gap = 'unknown';
+        else if (location.kind === 'expired' || location.kind === 'reset') {
+          [after, gap] = [location.from, location.kind];
+        } else gap = 'unknown';
       }
       let events = await this.collect(waiter, after, until, limit);
       if (events.length === 0 && gap === undefined && waitMs > 0) {
@@ -633,18 +641,22 @@ export class Hub implements SubscriberOwner {
 
   /**
    * Adds selectors to an open stream, or removes some (seed 004: one connection serves a whole
-   * page). Only the credential that opened the stream may: same tenant, same subject. New
+   * page). Only whoever holds the stream may: the request must carry the stream's secret (sent
+   * only on the stream, in `herald.connected`), and come with the same tenant and subject. New
    * selectors take effect for events dispatched from now on; returns the stream's selectors.
    */
   changeSubscription(
     connectionId: string,
+    secret: string,
     principal: Principal,
     action: 'subscribe' | 'unsubscribe',
     selectors: readonly Selector[],
     maxSelectors: number,
   ): string[] {
     const subscriber = this.subscribers.get(connectionId);
-    if (subscriber === undefined || subscriber.isClosed) {
+    // A wrong secret answers like a stream that does not exist: a guess learns nothing, not even
+    // whether the connection id is open here.
+    if (subscriber === undefined || subscriber.isClosed || !sameSecret(secret, subscriber.secret)) {
       throw new HeraldError(
         404,
         'connection-not-found',

@@ -68,6 +68,11 @@ export interface SubscriberOwner {
  */
 export class Subscriber {
   readonly id: string;
+  /**
+   * Proves that a request to change this stream comes from whoever holds it: sent only on the
+   * stream itself (in `herald.connected`), never logged or listed, unlike `id`.
+   */
+  readonly secret: string;
   readonly tenant: string;
   /** What it asked for; changed only through the hub, which keeps its index in step. */
   selectors: readonly Selector[];
@@ -120,6 +125,7 @@ export class Subscriber {
     deadline: number,
   ) {
     this.id = id;
+    this.secret = newSecret();
     this.tenant = subscription.tenant;
     this.selectors = subscription.selectors;
     this.filter = subscription.filter;
@@ -215,6 +221,25 @@ export class Subscriber {
     this.drainWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
+}
+
+/** 128 random bits, base64url: as hard to guess as a UUID, in 22 characters. */
+function newSecret(): string {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let text = '';
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * Compares a presented secret with the stream's in time that depends only on their lengths, so
+ * the answer's timing does not tell how much of a guess was right.
+ */
+export function sameSecret(presented: string, secret: string): boolean {
+  if (presented.length !== secret.length) return false;
+  let difference = 0;
+  for (let i = 0; i < secret.length; i++) difference |= presented.charCodeAt(i) ^ secret.charCodeAt(i);
+  return difference === 0;
 }
 
 const NO_PERMISSIONS: ReadonlySet<string> = new Set();

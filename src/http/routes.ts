@@ -9,6 +9,7 @@ import type { Herald } from '../herald.ts';
 import { METRICS_CONTENT_TYPE, metricsOf } from '../observability/metrics.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import type { HttpReply, HttpRequest, HttpResponse } from './request.ts';
+import { refuseReservedTopics } from './reserved-topics.ts';
 
 /**
  * The HTTP API v1, independent of any server: adapters turn their request into an `HttpRequest`
@@ -201,11 +202,17 @@ async function changeSubscriptions(herald: Herald, request: HttpRequest): Promis
   const principal = await herald.authenticate(request, 'subscribe');
   if (principal.via === 'cookie') herald.cors.checkCookieOrigin(request.header('origin'));
   const body = await jsonBody(herald, request);
-  const { connectionId, action, topics } = (body ?? {}) as Record<string, unknown>;
+  const { connectionId, secret, action, topics } = (body ?? {}) as Record<string, unknown>;
   if (typeof connectionId !== 'string' || connectionId === '') {
     throw badRequest(
       'connection-required',
       'connectionId is required: the one herald.connected gave the stream',
+    );
+  }
+  if (typeof secret !== 'string' || secret === '') {
+    throw badRequest(
+      'secret-required',
+      'secret is required: the one herald.connected gave the stream, which proves the request comes from whoever holds it',
     );
   }
   if (action !== 'subscribe' && action !== 'unsubscribe') {
@@ -219,6 +226,7 @@ async function changeSubscriptions(herald: Herald, request: HttpRequest): Promis
   const selectors = parseSelectors(sources, herald.maxTopicsPerSubscription);
   const now = herald.hub.changeSubscription(
     connectionId,
+    secret,
     principal,
     action,
     selectors,
@@ -327,6 +335,7 @@ async function publish(herald: Herald, request: HttpRequest): Promise<HttpReply>
   // A cookie rides along with any request the browser makes: only pages we trust may publish with it.
   if (principal.via === 'cookie') herald.cors.checkCookieOrigin(request.header('origin'));
   const body = await jsonBody(herald, request);
+  refuseReservedTopics(body);
   herald.limits.admitPublish(
     principal.subject ?? request.remoteAddress ?? '',
     Array.isArray(body) ? body.length : 1,

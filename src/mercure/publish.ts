@@ -1,12 +1,11 @@
-import { badRequest, HeraldError } from '../core/errors.ts';
+import { badRequest } from '../core/errors.ts';
 import type { PublishInput } from '../core/event.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
+import { refuseReservedTopic } from '../http/reserved-topics.ts';
 import { nonEmpty, requireMediaType } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
 
-/** Topics with this in them are the hub's own (subscription events): no publisher may forge one. */
-const RESERVED = '/.well-known/mercure';
 /** CR and LF in an SSE field would let a publisher inject fields; browsers drop an id with NUL. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const FIELD_BREAKERS = /[\r\n\u0000]/;
@@ -25,15 +24,7 @@ export async function publish(herald: Herald, request: HttpRequest): Promise<Htt
   if (topics.length === 0) {
     throw badRequest('topic-required', 'topic is required: add topic=<IRI> to the form (repeatable)');
   }
-  for (const topic of topics) {
-    if (topic.includes(RESERVED)) {
-      throw new HeraldError(
-        403,
-        'reserved-topic',
-        `topic ${JSON.stringify(topic)} is in the hub's reserved ${RESERVED} namespace; publish to another topic`,
-      );
-    }
-  }
+  for (const topic of topics) refuseReservedTopic(topic);
   const id = nonEmpty(form.get('id'));
   const type = nonEmpty(form.get('type'));
   const retry = nonEmpty(form.get('retry'));

@@ -43,7 +43,8 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
   let replayAfter: string | null | undefined;
   let headers = STREAM_HEADERS;
   if (requested !== undefined) {
-    const location = requested === EARLIEST ? undefined : await herald.broker.locate(requested);
+    const location =
+      requested === EARLIEST ? undefined : await herald.broker.locate(requested, principal.tenant);
     // An id the log no longer (or never) held gets what is retained: after a restart of a memory
     // hub, that is everything published since, which a live-only answer would lose.
     replayAfter = location?.kind === 'found' ? location.pos : null;

@@ -27,14 +27,19 @@ for (const backend of BACKENDS) {
     test('one open stream subscribes to more topics and unsubscribes from some', async () => {
       const stream = await hub.subscribe('topic=page/a');
       await stream.until((s) => s.events.length >= 1);
-      const { connectionId } = JSON.parse(stream.events[0]?.data ?? '{}');
+      const { connectionId, secret } = JSON.parse(stream.events[0]?.data ?? '{}');
       await hub.publish({ topic: 'page/b', data: 'b before' });
       // Dispatched in log order: once a0 is here, 'b before' has gone by on this node (on NATS the
       // feed trails the publish answer), so the change below cannot catch it.
       await hub.publish({ topic: 'page/a', data: 'a0' });
       await stream.untilData(1);
 
-      const added = await change({ connectionId, action: 'subscribe', topics: ['page/b', 'page/{x}/c'] });
+      const added = await change({
+        connectionId,
+        secret,
+        action: 'subscribe',
+        topics: ['page/b', 'page/{x}/c'],
+      });
       assert.equal(added.status, 200);
       assert.deepEqual((await added.json()).topics, ['page/a', 'page/b', 'page/{x}/c']);
       await hub.publish([
@@ -44,7 +49,7 @@ for (const backend of BACKENDS) {
       ]);
       await stream.untilData(4);
 
-      const removed = await change({ connectionId, action: 'unsubscribe', topics: 'page/a' });
+      const removed = await change({ connectionId, secret, action: 'unsubscribe', topics: 'page/a' });
       assert.deepEqual((await removed.json()).topics, ['page/b', 'page/{x}/c']);
       await hub.publish([
         { topic: 'page/a', data: 'a2' },
@@ -60,10 +65,15 @@ for (const backend of BACKENDS) {
     });
 
     test('changing an unknown stream is 404; a malformed change is 400', async () => {
-      const unknown = await change({ connectionId: 'no-such-stream', action: 'subscribe', topics: ['x'] });
+      const unknown = await change({
+        connectionId: 'no-such-stream',
+        secret: 'x',
+        action: 'subscribe',
+        topics: ['x'],
+      });
       assert.equal(unknown.status, 404);
       assert.equal((await unknown.json()).code, 'connection-not-found');
-      const bad = await change({ connectionId: 'x', action: 'follow', topics: ['x'] });
+      const bad = await change({ connectionId: 'x', secret: 'x', action: 'follow', topics: ['x'] });
       assert.equal(bad.status, 400);
       assert.equal((await bad.json()).code, 'invalid-action');
     });

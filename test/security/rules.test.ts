@@ -142,17 +142,18 @@ describe('rules of a hub with JWT auth', () => {
     stream.close();
   });
 
-  test('only the credential that opened a stream may change its subscriptions', async () => {
+  test('only the credential that opened a stream may change its subscriptions, even with its secret', async () => {
     const owner = bearer(await token({ tenant: 'shop', sub: 'owner' }));
     const stream = await hub.subscribe('topic=a', { headers: owner });
     await stream.until((s) => s.events.length >= 1);
-    const { connectionId } = JSON.parse(stream.events[0]?.data ?? '{}');
+    const { connectionId, secret } = JSON.parse(stream.events[0]?.data ?? '{}');
     const change = (headers: Record<string, string>) =>
       fetch(`${hub.url}/v1/subscriptions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...headers },
-        body: JSON.stringify({ connectionId, action: 'subscribe', topics: ['orders/{id}'] }),
+        body: JSON.stringify({ connectionId, secret, action: 'subscribe', topics: ['orders/{id}'] }),
       });
+    // The secret leaked to another user of the tenant: the subject check still stops it.
     const intruder = await change(bearer(await token({ tenant: 'shop', sub: 'intruder' })));
     assert.equal(intruder.status, 403);
     assert.equal((await intruder.json()).code, 'not-your-stream');
