@@ -24,7 +24,7 @@ export interface HubOptions {
   readonly retryMs: number;
   /** Close a stream that has had no event for this long, ms; 0 disables. */
   readonly idleTimeoutMs: number;
-  /** Close every stream after this long (±10 % jitter), ms; 0 disables. */
+  /** Close every stream after 90–100 % of this long (never later), ms; 0 disables. */
   readonly maxLifetimeMs: number;
   readonly outbox: OutboxLimits & { readonly policy: OverflowPolicy };
   readonly maxDataBytes: number;

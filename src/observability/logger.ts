@@ -15,27 +15,17 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
- * Fields that may hold a credential, wherever a caller puts them: they are censored however
- * the line was built. Query parameters in URLs are handled by `url` serialization below.
+ * Field names that may hold a credential, at any depth of a logged object (`session.cookie`,
+ * `upstream.headers.Authorization`, `config.mercurePublisherJwtKey`): their values are censored
+ * however the line was built. pino's own `redact` takes fixed paths (a `*` stands for one level),
+ * so nesting one level deeper than foreseen would print a secret; a walk by name has no such gap.
+ * Query parameters in URLs are handled by `url` serialization below.
  */
-export const REDACTED_PATHS: readonly string[] = [
-  'authorization',
-  'cookie',
-  'token',
-  'secret',
-  'jwtSecret',
-  'password',
-  'headers.authorization',
-  'headers.cookie',
-  'headers["set-cookie"]',
-  'req.headers.authorization',
-  'req.headers.cookie',
-  '*.authorization',
-  '*.token',
-  '*.secret',
-  '*.jwtSecret',
-  '*.password',
-];
+export const SECRET_FIELD =
+  /authori[sz]ation|cookie|token|secret|passw(?:or)?d|credential|jwt.?key|private.?key|api.?key/i;
+
+/** How deep a logged object is searched; deeper parts are replaced, never printed unsearched. */
+const MAX_DEPTH = 8;
 
 const CENSOR = '[redacted]';
 
@@ -59,15 +49,14 @@ export interface HeraldLoggerOptions {
 }
 
 /**
- * A pino logger that writes one JSON object per line, with credentials censored: the fields in
- * `REDACTED_PATHS`, secrets in any `url` or `path` field, and JWT-shaped text in messages and
- * error messages.
+ * A pino logger that writes one JSON object per line, with credentials censored: fields named
+ * like `SECRET_FIELD` at any depth, secrets in any `url` or `path` field, and JWT-shaped text in
+ * messages and error messages.
  */
 export function createLogger(options: HeraldLoggerOptions = {}): Logger {
   const settings: LoggerOptions = {
     level: options.level ?? 'info',
     base: { pid: process.pid, ...options.base },
-    redact: { paths: [...REDACTED_PATHS], censor: CENSOR },
     serializers: {
       url: (value: unknown) => (typeof value === 'string' ? maskSecrets(value) : value),
       path: (value: unknown) => (typeof value === 'string' ? maskSecrets(value) : value),
@@ -90,8 +79,29 @@ export function createLogger(options: HeraldLoggerOptions = {}): Logger {
       },
     },
     timestamp: pino.stdTimeFunctions.isoTime,
-    // "level":"warn", not "level":40: read by people and by log shippers alike.
-    formatters: { level: (label) => ({ level: label }) },
+    formatters: {
+      // "level":"warn", not "level":40: read by people and by log shippers alike.
+      level: (label) => ({ level: label }),
+      log: (object) => censor(object, 0) as Record<string, unknown>,
+    },
   };
   return options.destination === undefined ? pino(settings) : pino(settings, options.destination);
+}
+
+/**
+ * A copy of `value` with every field named like a credential censored, and JWT-shaped strings
+ * masked. Objects without such a field are copied anyway: log lines are few (stream opened and
+ * closed, refused requests), never per event.
+ */
+function censor(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return maskSecrets(value);
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_DEPTH) return '[too deep]';
+  if (value instanceof Error) return value; // the `err` serializer masks it
+  if (Array.isArray(value)) return value.map((item) => censor(item, depth + 1));
+  const copy: Record<string, unknown> = {};
+  for (const [name, field] of Object.entries(value)) {
+    copy[name] = SECRET_FIELD.test(name) ? CENSOR : censor(field, depth + 1);
+  }
+  return copy;
 }

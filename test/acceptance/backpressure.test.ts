@@ -108,3 +108,37 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('conflation on a healthy stream', () => {
+  test('events with the same key published together reach even an idle, fast stream as the latest value', async () => {
+    const memory = BACKENDS.find((backend) => backend.name === 'memory');
+    assert.ok(memory);
+    const hub = await hubOn(memory);
+    try {
+      const stream = await hub.subscribe('topic=tiles');
+      await stream.untilConnected();
+      // One publish, so one feed batch and one flush: the documented merge within a tick.
+      await hub.publish([
+        { topic: 'tiles', key: 'k', data: 1 },
+        { topic: 'tiles', key: 'k', data: 2 },
+        { topic: 'tiles', data: 3 },
+      ]);
+      await stream.untilData(2);
+      await sleep(50);
+      assert.deepEqual(
+        stream.data.map((e) => e.data),
+        ['2', '3'],
+      );
+      // A replay is the log as it is: every event, none merged.
+      const start = stream.events.find((e) => e.type === 'herald.connected')?.id;
+      const replay = await hub.subscribe('topic=tiles', { lastEventId: start as string });
+      await replay.untilData(3);
+      assert.deepEqual(
+        replay.data.map((e) => e.data),
+        ['1', '2', '3'],
+      );
+    } finally {
+      await hub.close();
+    }
+  });
+});

@@ -339,6 +339,18 @@ describe('hub', () => {
     await h.close();
   });
 
+  test('the lifetime limit ends a stream after 90 to 100 % of it, never later', async () => {
+    const h = hub({ maxLifetimeMs: 60_000 });
+    const opened = Date.now();
+    const deadlines: number[] = [];
+    for (let i = 0; i < 200; i++) deadlines.push((await open(h, ['t'])).subscriber.deadline - opened);
+    assert.ok(Math.max(...deadlines) <= 60_000 + (Date.now() - opened), `latest ${Math.max(...deadlines)}`);
+    assert.ok(Math.min(...deadlines) >= 54_000, `earliest ${Math.min(...deadlines)}`);
+    // Spread out, not all at the limit: 200 draws all in the top 1 % would be a broken jitter.
+    assert.ok(Math.min(...deadlines) < 59_400, `earliest ${Math.min(...deadlines)}`);
+    await h.close();
+  });
+
   test('conflation: a slow tile gets the latest value per key, in log order', async () => {
     const h = hub();
     const tile = await open(h, ['scores']);

@@ -150,6 +150,25 @@ describe('logs', () => {
     assert.equal(first?.msg, 'refused [redacted]');
   });
 
+  test('credentials are censored at any depth, whatever their case', () => {
+    const text: string[] = [];
+    const logger = createLogger({ destination: { write: (line: string) => text.push(line) } });
+    const marker = 'marker-7d1e-never-printed';
+    logger.warn(
+      {
+        session: { cookie: marker, user: 'alice' },
+        upstream: { request: { headers: { Authorization: marker, 'Set-Cookie': marker } } },
+        config: { mercurePublisherJwtKey: marker, redisPassword: marker, apiKey: marker },
+        list: [{ deeper: { token: marker } }],
+      },
+      'nested',
+    );
+    const all = text.join('');
+    assert.ok(!all.includes(marker), all);
+    const [line] = text.map((raw) => JSON.parse(raw) as Line);
+    assert.deepEqual(line?.session, { cookie: '[redacted]', user: 'alice' });
+  });
+
   test('herald serve writes JSON lines to stdout from --log-level up, without the JWT secret', async () => {
     const secret = 'a-cli-secret-that-must-never-be-printed-anywhere';
     const run = async (level: string) => {
