@@ -8,6 +8,7 @@ import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
 import { StatsFeed } from './dashboard/stats-feed.ts';
 import { Cors } from './http/cors.ts';
 import { type LimitOptions, Limits } from './http/limits.ts';
+import { TrustedProxies } from './http/trust-proxy.ts';
 import { Mercure, type MercureOptions } from './mercure/mercure.ts';
 import { connectionLog } from './observability/connection-log.ts';
 import type { HeraldLogger } from './observability/logger.ts';
@@ -28,7 +29,12 @@ export interface HeraldOptions extends Partial<HubOptions> {
    * request is the admin of the single tenant `""`.
    */
   readonly auth?: {
-    readonly jwt: JwtOptions;
+    /**
+     * The keys tokens are verified with. Several key sets, each with its `uses`, make one
+     * verifier: e.g. Mercure's publisher key (`uses: ['publish']`) and subscriber key
+     * (`uses: ['subscribe']`) on the native API, each token capped to its key's role.
+     */
+    readonly jwt: JwtOptions | readonly JwtOptions[];
     /** Requests without a token may subscribe, to public events only. Default false. */
     readonly anonymous?: boolean;
     /** Default `herald_token`. */
@@ -45,6 +51,16 @@ export interface HeraldOptions extends Partial<HubOptions> {
   readonly corsOrigins?: readonly string[];
   /** Per-node admission limits: connections and streams per IP, subject and tenant, publish rates. */
   readonly limits?: LimitOptions;
+  /**
+   * Reverse proxies (load balancers) whose forwarded header tells the client's address, for
+   * per-IP limits and logs: IP addresses, CIDRs (`10.0.0.0/8`, `fd00::/8`) and the names
+   * `loopback`, `linklocal`, `uniquelocal`. A request from one of them is attributed to the
+   * address its `Forwarded` (RFC 7239) or `X-Forwarded-For` header gives, read right to left
+   * past the trusted hops. Default: none, and those headers are ignored, because any client can
+   * send them: believed from anyone, they would let a client pick the address its limits are
+   * counted under. Behind a proxy and without this, every client counts as the proxy.
+   */
+  readonly trustProxy?: string | readonly string[];
   /** This node's name in stats and logs. Default: a random one. */
   readonly nodeId?: string;
   /**
@@ -90,6 +106,8 @@ export class Herald {
   readonly maxSelectorLength: number;
   readonly cors: Cors;
   readonly limits: Limits;
+  /** Which peers may tell the client's address (`trustProxy`). */
+  readonly trustedProxies: TrustedProxies;
   /** True when requests are not authenticated (no `auth`, no `authenticate`). */
   readonly open: boolean;
   readonly nodeId: string;
@@ -118,6 +136,7 @@ export class Herald {
       mercure,
       corsOrigins,
       limits,
+      trustProxy,
       nodeId,
       degraded,
       logger,
@@ -140,14 +159,17 @@ export class Herald {
     });
     this.open = authenticate === undefined && auth === undefined;
     const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
-    this.authenticate =
+    this.limits = new Limits(limits);
+    this.trustedProxies = new TrustedProxies(trustProxy);
+    this.authenticate = chargingRefusedPublishes(
       authenticate ??
-      (verifier === undefined ? () => OPEN_PRINCIPAL : tokenAuthenticator({ ...auth, verifier }));
+        (verifier === undefined ? () => OPEN_PRINCIPAL : tokenAuthenticator({ ...auth, verifier })),
+      this.limits,
+    );
     this.maxBodyBytes = maxBodyBytes ?? 4 * 1024 * 1024;
     this.maxTopicsPerSubscription = maxTopicsPerSubscription ?? 100;
     this.maxSelectorLength = Math.min(maxSelectorLength ?? MAX_TOPIC_LENGTH, MAX_TOPIC_LENGTH);
     this.cors = new Cors({ origins: corsOrigins ?? [] });
-    this.limits = new Limits(limits);
     this.mercure =
       mercure === false
         ? undefined
@@ -157,6 +179,7 @@ export class Herald {
             authenticate: this.authenticate,
             anonymous: auth?.anonymous ?? false,
             corsOrigins: corsOrigins ?? [],
+            limits: this.limits,
           });
     this.onError = this.hub.options.onError;
     this.statsFeed = new StatsFeed(this);
@@ -193,6 +216,14 @@ export class Herald {
     };
   }
 
+  /**
+   * The client's address for a request whose TCP peer is `peer` (`trustProxy`): adapters call it
+   * with the socket's address and the request's headers.
+   */
+  clientAddress(peer: string | undefined, header: (name: string) => string | undefined): string | undefined {
+    return this.trustedProxies.clientAddress(peer, header);
+  }
+
   /** Adds figures of a part running beside the hub (bridges) to the admin view of `/v1/stats`. */
   addStats(name: string, source: () => unknown): void {
     this.statsSources.set(name, source);
@@ -203,6 +234,22 @@ export class Herald {
     this.statsFeed.stop();
     return this.hub.close();
   }
+}
+
+/**
+ * Publishes are not counted against their IP's request rate (src/http/limits.ts): a publish whose
+ * credential is refused is, so that a flood of forged or stolen-and-revoked tokens from one
+ * address is cut off (429, before its tokens are verified) as any other flood is.
+ */
+function chargingRefusedPublishes(authenticate: Authenticator, limits: Limits): Authenticator {
+  return async (request, action) => {
+    try {
+      return await authenticate(request, action);
+    } catch (error) {
+      if (action === 'publish') limits.chargeRefusedCredential(request, error);
+      throw error;
+    }
+  };
 }
 
 export function createHerald(options: HeraldOptions = {}): Herald {

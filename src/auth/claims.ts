@@ -2,6 +2,9 @@ import { HeraldError } from '../core/errors.ts';
 import { hasControlCharacter } from '../core/event.ts';
 import { ALL_TENANTS, type Principal } from '../core/principal.ts';
 import { ALL, parseSelector, type Selector } from '../core/topics.ts';
+import { ALL_KEY_USES, type KeyUse } from './jwt.ts';
+
+const EVERY_USE: ReadonlySet<KeyUse> = new Set(ALL_KEY_USES);
 
 /**
  * Token claims → Principal. Herald's own claim:
@@ -9,16 +12,22 @@ import { ALL, parseSelector, type Selector } from '../core/topics.ts';
  * and Mercure's `{"mercure": {"subscribe": [...], "publish": [...]}}`, whose grants add to Herald's.
  * A claim of the wrong shape refuses the token (401): silently ignoring it would hand out fewer,
  * or more, rights than its issuer meant.
+ *
+ * `uses` are what the key that signed the token allows, and cap what the claims can grant: a
+ * subscriber key's token has no publish grants and is never admin, whatever it says, so every
+ * check downstream (grants, tenant, admin) holds it to its key's role without knowing of keys.
  */
 export function principalFromClaims(
   claims: Readonly<Record<string, unknown>>,
   expiresAt: number | undefined,
   via: Principal['via'],
+  uses: ReadonlySet<KeyUse> = EVERY_USE,
 ): Principal {
   const herald = claimObject(claims, 'herald');
   const mercure = claimObject(claims, 'mercure');
   const tenant = herald.tenant === undefined ? '' : tenantOf(herald.tenant);
-  const admin = herald.admin === undefined ? false : booleanOf(herald.admin, 'herald.admin');
+  const admin =
+    (herald.admin === undefined ? false : booleanOf(herald.admin, 'herald.admin')) && uses.has('admin');
   const subscribe = [
     ...selectors(herald.subscribe, 'herald.subscribe'),
     ...selectors(mercure.subscribe, 'mercure.subscribe'),
@@ -29,8 +38,8 @@ export function principalFromClaims(
   ];
   const principal: { -readonly [K in keyof Principal]: Principal[K] } = {
     tenant,
-    subscribe: admin ? [ALL] : subscribe,
-    publish: admin ? [ALL] : publish,
+    subscribe: !uses.has('subscribe') ? [] : admin ? [ALL] : subscribe,
+    publish: !uses.has('publish') ? [] : admin ? [ALL] : publish,
     admin,
     permissions: strings(herald.permissions, 'herald.permissions'),
   };

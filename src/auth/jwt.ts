@@ -12,8 +12,29 @@ import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { compactVerify } from 'jose';
 import { HeraldError } from '../core/errors.ts';
 
+/**
+ * What a key's tokens may be used for. A token is worth no more than the key that signed it:
+ * whatever its claims say, a key without `publish` signs no publisher, a key without `admin` no
+ * admin. Mercure gives subscribers and publishers keys of their own for that reason (the
+ * subscriber key signs every browser's token, so it is the one most likely to leak).
+ */
+export type KeyUse = 'subscribe' | 'publish' | 'admin';
+
+/** The hub's own keys: everything their tokens claim. */
+export const ALL_KEY_USES: readonly KeyUse[] = ['subscribe', 'publish', 'admin'];
+
+/**
+ * HMAC secrets shorter than this are refused: RFC 7518 §3.2 asks for a key at least as long as
+ * the hash (32 bytes for HS256), and a short one is guessed offline from any single token.
+ */
+export const MIN_SECRET_BYTES = 32;
+
 export interface JwtOptions {
-  /** HS256/384/512 shared secrets (several allowed, for rotation). */
+  /**
+   * HS256/384/512 shared secrets (several allowed, for rotation), each at least 32 bytes
+   * ({@link MIN_SECRET_BYTES}): RFC 7518 §3.2 asks for at least the hash size, and anyone holding
+   * one token can try guesses of a shorter secret offline, as fast as their hardware allows.
+   */
   readonly secrets?: readonly string[];
   /** PEM public keys (SPKI "PUBLIC KEY" or X.509 "CERTIFICATE"): RS256/384/512, PS256/384/512, ES256/384/512, EdDSA. */
   readonly publicKeys?: readonly string[];
@@ -26,12 +47,28 @@ export interface JwtOptions {
   readonly issuer?: string | readonly string[];
   /** Leeway for exp/nbf, seconds. Default 5. */
   readonly clockToleranceSec?: number;
+  /**
+   * What tokens these keys verify may do. Default: everything (the hub's own keys); Mercure's
+   * publisher key is `['publish']`, its subscriber key `['subscribe']`.
+   */
+  readonly uses?: readonly KeyUse[];
+  /** How a refusal names these keys to the client, e.g. "Mercure's subscriber key". Default "this key". */
+  readonly name?: string;
+  /**
+   * FOR TESTS ONLY: accept HMAC secrets shorter than {@link MIN_SECRET_BYTES}, which anyone
+   * holding a single token can brute-force offline. Never set it in production.
+   */
+  readonly testOnlyAllowWeakSecrets?: boolean;
 }
 
 export interface VerifiedToken {
   readonly claims: Record<string, unknown>;
   /** ms since epoch, or undefined when the token has no exp */
   readonly expiresAt: number | undefined;
+  /** What the key(s) that verified the token allow: its claims are capped to these. */
+  readonly uses: ReadonlySet<KeyUse>;
+  /** How to name those keys in a refusal. */
+  readonly keyName: string;
 }
 
 export interface JwtVerifier {
@@ -70,9 +107,30 @@ interface JwksKey {
   readonly algorithms: readonly string[];
 }
 
-/** Throws (synchronously) an Error with a clear message if the options are unusable: no key at all, a PEM that does not parse, an empty secret… */
-export function createJwtVerifier(options: JwtOptions): JwtVerifier {
-  const secrets = (options.secrets ?? []).map((secret, i) => parseSecret(secret, `secrets[${i}]`));
+/**
+ * Throws (synchronously) an Error with a clear message if the options are unusable: no key at all,
+ * a PEM that does not parse, an empty or short secret… Several key sets (each with its `uses`)
+ * make one verifier: a token is worth what every set that verifies it allows.
+ */
+export function createJwtVerifier(options: JwtOptions | readonly JwtOptions[]): JwtVerifier {
+  if (!isList(options)) return keySetVerifier(options);
+  if (options.length === 0) throw new Error('JWT verification needs at least one key set');
+  const sets = options.map(keySetVerifier);
+  return sets.length === 1 ? (sets[0] as KeySetVerifier) : eitherVerifier(sets);
+}
+
+const isList = (options: JwtOptions | readonly JwtOptions[]): options is readonly JwtOptions[] =>
+  Array.isArray(options);
+
+/** One key set's verifier, and what the combined verifier needs to know of it. */
+interface KeySetVerifier extends JwtVerifier {
+  readonly uses: ReadonlySet<KeyUse>;
+  readonly algorithms: readonly string[];
+}
+
+function keySetVerifier(options: JwtOptions): KeySetVerifier {
+  const allowWeak = options.testOnlyAllowWeakSecrets === true;
+  const secrets = (options.secrets ?? []).map((secret, i) => parseSecret(secret, `secrets[${i}]`, allowWeak));
   const publicKeys = (options.publicKeys ?? []).map((pem, i) => parsePublicKey(pem, `publicKeys[${i}]`));
   const jwksUrl = options.jwksUrl === undefined ? undefined : parseJwksUrl(options.jwksUrl);
   if (secrets.length === 0 && publicKeys.length === 0 && jwksUrl === undefined) {
@@ -107,8 +165,12 @@ export function createJwtVerifier(options: JwtOptions): JwtVerifier {
   const acceptedSet = new Set(SUPPORTED_ALGORITHMS.filter((alg) => accepted.includes(alg)));
   const acceptedList = [...acceptedSet].join(', ');
   const jwks = jwksUrl === undefined ? undefined : new JwksCache(jwksUrl, cooldownMs);
+  const uses = parseUses(options.uses);
+  const keyName = options.name ?? 'this key';
 
   return {
+    uses,
+    algorithms: [...acceptedSet],
     async verify(token: string): Promise<VerifiedToken> {
       const { header, claims } = parseToken(token);
       const alg = header.alg;
@@ -141,19 +203,95 @@ export function createJwtVerifier(options: JwtOptions): JwtVerifier {
           `the token's ${alg} signature does not verify with the configured keys`,
         );
       }
-      return checkClaims(claims, { audiences, issuers, toleranceMs });
+      const { expiresAt } = checkClaims(claims, { audiences, issuers, toleranceMs });
+      return { claims, expiresAt, uses, keyName };
     },
   };
+}
+
+/**
+ * Several key sets as one verifier (Mercure's publisher and subscriber keys on the native API):
+ * each set is tried in turn, skipping those that could add no use, and a token verified by more
+ * than one (the same secret as both keys) may do what each allows. When none verifies, the most
+ * telling refusal is the one given: a set whose key verified the signature knows why the token is
+ * still refused (expired, wrong audience…), which a mere "signature does not verify" would hide.
+ */
+function eitherVerifier(sets: readonly KeySetVerifier[]): JwtVerifier {
+  const algorithms = new Set(sets.flatMap((set) => set.algorithms));
+  const acceptedList = SUPPORTED_ALGORITHMS.filter((alg) => algorithms.has(alg)).join(', ');
+  return {
+    async verify(token: string): Promise<VerifiedToken> {
+      const alg = parseToken(token).header.alg;
+      if (alg.toLowerCase() !== 'none' && !algorithms.has(alg)) {
+        throw unauthorized(
+          'token-alg-not-allowed',
+          `the token is signed with ${showAlgorithm(alg)}; this hub accepts ${acceptedList}`,
+        );
+      }
+      let verified: VerifiedToken | undefined;
+      const refusals: unknown[] = [];
+      for (const set of sets) {
+        if (verified !== undefined && [...set.uses].every((use) => verified?.uses.has(use))) continue;
+        try {
+          const also = await set.verify(token);
+          verified =
+            verified === undefined
+              ? also
+              : {
+                  ...verified,
+                  uses: new Set([...verified.uses, ...also.uses]),
+                  keyName: `${verified.keyName} and ${also.keyName}`,
+                };
+        } catch (error) {
+          refusals.push(error);
+        }
+      }
+      if (verified !== undefined) return verified;
+      throw mostTelling(refusals);
+    },
+  };
+}
+
+/** Refusals that only mean "not signed with these keys", least telling last. */
+const NOT_THIS_KEY = ['token-kid-unknown', 'token-signature-invalid', 'token-alg-not-allowed'];
+
+function mostTelling(refusals: readonly unknown[]): unknown {
+  const rank = (error: unknown) =>
+    error instanceof HeraldError ? NOT_THIS_KEY.indexOf(error.code) : Number.POSITIVE_INFINITY;
+  return refusals.reduce((best, error) => (rank(error) < rank(best) ? error : best));
+}
+
+function parseUses(value: readonly KeyUse[] | undefined): ReadonlySet<KeyUse> {
+  if (value === undefined) return new Set(ALL_KEY_USES);
+  if (!Array.isArray(value) || value.some((use) => !ALL_KEY_USES.includes(use))) {
+    throw new Error(`uses must list some of ${ALL_KEY_USES.join(', ')}`);
+  }
+  return new Set(value);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------
 
-function parseSecret(secret: unknown, label: string): Uint8Array {
+function parseSecret(secret: unknown, label: string, allowWeak: boolean): Uint8Array {
   if (typeof secret !== 'string') throw new Error(`${label} must be a string`);
   if (secret.trim() === '') throw new Error(`${label} is empty; an HMAC secret must not be blank`);
-  return new TextEncoder().encode(secret);
+  const bytes = new TextEncoder().encode(secret);
+  if (bytes.length < MIN_SECRET_BYTES && !allowWeak) {
+    throw new Error(
+      `${label} is ${weakSecretProblem(bytes.length)} (tests only: testOnlyAllowWeakSecrets: true)`,
+    );
+  }
+  return bytes;
+}
+
+/** Why a secret of `bytes` bytes is refused, and what to do; for every place that takes one. */
+export function weakSecretProblem(bytes: number): string {
+  return (
+    `${bytes} byte${bytes === 1 ? '' : 's'} long; an HMAC secret must be at least ${MIN_SECRET_BYTES} bytes ` +
+    '(RFC 7518 §3.2), or anyone holding one token can guess it offline. Generate one with ' +
+    '`openssl rand -base64 48`'
+  );
 }
 
 function parsePublicKey(pem: unknown, label: string): { key: KeyObject; label: string } {
@@ -331,7 +469,7 @@ function checkClaims(
     issuers: readonly string[] | undefined;
     toleranceMs: number;
   },
-): VerifiedToken {
+): { expiresAt: number | undefined } {
   const numericDate = (name: string): number | undefined => {
     const value = claims[name];
     if (value === undefined) return undefined;
@@ -386,7 +524,7 @@ function checkClaims(
   if (exp !== undefined && exp <= now - expected.toleranceMs) {
     throw unauthorized('token-expired', `the token expired at ${isoTime(exp)}`);
   }
-  return { claims, expiresAt: exp };
+  return { expiresAt: exp };
 }
 
 function isoTime(ms: number): string {

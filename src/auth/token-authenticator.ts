@@ -2,7 +2,7 @@ import { HeraldError } from '../core/errors.ts';
 import type { Principal } from '../core/principal.ts';
 import type { HttpRequest } from '../http/request.ts';
 import { principalFromClaims } from './claims.ts';
-import type { JwtVerifier } from './jwt.ts';
+import { ALL_KEY_USES, type JwtVerifier, type KeyUse, type VerifiedToken } from './jwt.ts';
 
 export type Action = 'subscribe' | 'publish' | 'stats';
 
@@ -46,26 +46,38 @@ export function tokenAuthenticator(options: TokenAuthOptions): Authenticator {
         { headers: { 'www-authenticate': CHALLENGE } },
       );
     }
-    return (await verifiedPrincipal(options.verifier, found.token, found.via, CHALLENGE)).principal;
+    return (await verifiedPrincipal(options.verifier, found.token, found.via, CHALLENGE, action)).principal;
   };
 }
 
+/** The use a key must allow for a token to do `action`; stats need none (a tenant sees its own). */
+const NEEDED_USE: Readonly<Record<Action, KeyUse | undefined>> = {
+  subscribe: 'subscribe',
+  publish: 'publish',
+  stats: undefined,
+};
+
 /**
- * Verifies a token and reads its claims (after `adapt`) into a Principal. Any refusal is a 401
- * with an RFC 6750 §3 challenge naming the error, whether the signature, the time or a claim's
- * shape is wrong.
+ * Verifies a token for `action` and reads its claims (after `adapt`) into a Principal, capped to
+ * what the verifying key allows. Any refusal of the token is a 401 with an RFC 6750 §3 challenge
+ * naming the error, whether the signature, the time or a claim's shape is wrong; a sound token
+ * whose key may not do `action` (a subscriber key's, publishing) is a 403 `insufficient_scope`.
  */
 export async function verifiedPrincipal(
   verifier: JwtVerifier,
   token: string,
   via: Principal['via'],
   challenge: string,
+  action: Action,
   adapt: (claims: Record<string, unknown>) => Record<string, unknown> = (claims) => claims,
 ): Promise<{ principal: Principal; claims: Record<string, unknown> }> {
+  let verified: VerifiedToken;
+  let claims: Record<string, unknown>;
+  let principal: Principal;
   try {
-    const verified = await verifier.verify(token);
-    const claims = adapt(verified.claims);
-    return { principal: principalFromClaims(claims, verified.expiresAt, via), claims };
+    verified = await verifier.verify(token);
+    claims = adapt(verified.claims);
+    principal = principalFromClaims(claims, verified.expiresAt, via, verified.uses);
   } catch (error) {
     if (error instanceof HeraldError && error.status === 401) {
       throw new HeraldError(401, error.code, error.detail, {
@@ -74,6 +86,18 @@ export async function verifiedPrincipal(
     }
     throw error;
   }
+  const needed = NEEDED_USE[action];
+  if (needed !== undefined && !verified.uses.has(needed)) {
+    const may = ALL_KEY_USES.filter((use) => use !== 'admin' && verified.uses.has(use));
+    throw new HeraldError(
+      403,
+      'key-role-forbidden',
+      `this token is signed with ${verified.keyName}, which may ${may.length === 0 ? 'neither subscribe nor publish' : `only ${may.join(' and ')}`}; ` +
+        `to ${needed}, use a token signed with a key for ${needed === 'publish' ? 'publishers' : 'subscribers'}`,
+      { headers: { 'www-authenticate': `${challenge}, error="insufficient_scope"` } },
+    );
+  }
+  return { principal, claims };
 }
 
 /** The token of an `Authorization` header, which must be `Bearer <token>` (else 401). */

@@ -11,7 +11,8 @@ export interface HeraldFastifyOptions {
  *
  * Herald answers its own routes on the raw request and response (`reply.hijack()`): streams
  * outlive Fastify's reply lifecycle, and bodies are read and limited by Herald so every error is
- * the same problem+json as on any other server.
+ * the same problem+json as on any other server. The client's address, for per-IP limits, is the
+ * socket's peer and Herald's own `trustProxy` (not Fastify's, which Herald's routes never see).
  */
 export const heraldFastify: FastifyPluginAsync<HeraldFastifyOptions> = async (fastify, { herald }) => {
   const handler = nodeHandler(herald, { basePath: fastify.prefix });

@@ -1,15 +1,28 @@
 import { HeraldError } from '../core/errors.ts';
+import type { HttpRequest } from './request.ts';
 
 /**
  * Admission limits, checked on each node for every request. All of them are O(1) per check, use
  * no timers, and hold memory only for keys that are currently "in debt" (a bucket that is not
  * full, a stream that is open), so a flood of distinct IPs cannot grow them without bound.
+ *
+ * Who is counted where:
+ * - Requests are counted per IP (behind a load balancer, per client once `trustProxy` names it).
+ * - Publishes are not: a backend publishing one event per request at a few hundred per second is
+ *   one legitimate client, not a flood. Once its token verifies, a publish is counted against its
+ *   credential's publish rate (per subject, else per tenant) and never against its IP.
+ * - What keeps unauthenticated floods of publishes in check is the per-IP rate still: a publish
+ *   whose credential is refused (401/403) costs its IP a request, and a publish from an IP whose
+ *   request bucket is empty is refused (429) before its token is even verified. So forged tokens
+ *   cost the hub no more than any other flood from one address, and a legitimate publisher is only
+ *   slowed by refusals from its own address.
  */
 export interface LimitOptions {
   /**
-   * New connections (any request) per IP: a token bucket. Default 100/s, burst 1 000: a page,
-   * or a thousand clients behind one proxy reconnecting together, get through; a loop does not.
-   * 0 disables.
+   * Requests per IP (publishes with a valid credential aside): a token bucket. Default 100/s,
+   * burst 1 000: a page, or a thousand clients behind one NAT reconnecting together, get
+   * through; a loop does not. Behind a reverse proxy every client shares its address unless
+   * `trustProxy` names it. 0 disables.
    */
   readonly connectionsPerSecondPerIp?: number;
   readonly connectionBurstPerIp?: number;
@@ -22,8 +35,10 @@ export interface LimitOptions {
   readonly streamsPerSubject?: number;
   readonly streamsPerTenant?: number;
   /**
-   * Events published per second per subject: a token bucket over events, not requests, so a
-   * batch of 500 costs 500. Default 10 000/s, burst 20 000. 0 disables.
+   * Events published per second per credential (its subject; tokens without one share their
+   * tenant's bucket): a token bucket over events, not requests, so a batch of 500 costs 500.
+   * Default 10 000/s, burst 20 000: far above what one backend publishes, far below what would
+   * let one credential crowd out the rest. 0 disables.
    */
   readonly publishesPerSecondPerSubject?: number;
   readonly publishBurstPerSubject?: number;
@@ -47,6 +62,18 @@ export const DEFAULT_LIMITS: Readonly<Required<LimitOptions>> = {
   publishBurstPerSubject: 20_000,
   maxTrackedKeys: 50_000,
 };
+
+/**
+ * Where publishers POST: exempt from the per-IP request rate while their credential verifies.
+ * The paths are spelled out here so that limits need not import the routes they limit.
+ */
+const PUBLISH_PATHS: ReadonlySet<string> = new Set(['/v1/publish', '/.well-known/mercure']);
+
+/** Who a publish is counted against: the credential's subject, else its tenant. */
+export interface PublishCredential {
+  readonly tenant: string;
+  readonly subject?: string | undefined;
+}
 
 /** Retry-After for a refused stream: nothing tells us when a slot frees up, so a short, fixed wait. */
 const STREAM_RETRY_AFTER_SEC = 5;
@@ -93,6 +120,13 @@ class BucketMap {
 
   get size(): number {
     return this.buckets.size;
+  }
+
+  /** The ms until `key` has `n` tokens (0: it has them now); takes none. */
+  wait(key: string, n: number, now: number): number {
+    const bucket = this.buckets.get(key);
+    const tokens = bucket === undefined ? this.burst : this.level(bucket, now);
+    return tokens + EPSILON >= n ? 0 : (n - tokens) / this.perMs;
   }
 
   /** Takes `n` tokens for `key`. Returns 0 when they were taken, else the ms until `n` are there. */
@@ -219,6 +253,18 @@ function count(options: LimitOptions, key: keyof LimitOptions, min: number): num
   return value;
 }
 
+/**
+ * A credential's publish bucket. A subject is named within its tenant (two tenants' issuers may
+ * both have an `alice`), and tokens without one share their tenant's bucket. Tenants hold no
+ * control characters (src/auth/claims.ts), so the NUL cannot be forged into another's key.
+ */
+function publisherKey(credential: string | PublishCredential): string {
+  if (typeof credential === 'string') return credential;
+  return credential.subject === undefined
+    ? `tenant\u0000${credential.tenant}`
+    : `subject\u0000${credential.tenant}\u0000${credential.subject}`;
+}
+
 export class Limits {
   private readonly now: () => number;
   private readonly connections: BucketMap | undefined;
@@ -248,18 +294,50 @@ export class Limits {
     this.maxPerTenant = count(options, 'streamsPerTenant', 0);
   }
 
+  /**
+   * Admits a request by its IP, first thing: a publish only when its IP's request bucket is not
+   * empty (it takes nothing: see {@link chargeRefusedCredential}), anything else by taking a
+   * token. Throws 429 `too-many-connections`.
+   */
+  admit(request: Pick<HttpRequest, 'method' | 'path' | 'remoteAddress'>): void {
+    const ip = request.remoteAddress;
+    if (ip === undefined || this.connections === undefined) return;
+    if (request.method === 'POST' && PUBLISH_PATHS.has(request.path)) {
+      const wait = this.connections.wait(ip, 1, this.now());
+      if (wait > 0) {
+        throw this.tooManyRequests(wait, 'check the token: publishes whose credential was refused count too');
+      }
+      return;
+    }
+    this.admitRequest(ip);
+  }
+
   /** Takes one token from the IP's connection bucket; throws 429 `too-many-connections` when it is empty. */
   admitRequest(ip: string): void {
     if (this.connections === undefined) return;
     const wait = this.connections.take(ip, 1, this.now());
-    if (wait === 0) return;
+    if (wait > 0) throw this.tooManyRequests(wait, 'reuse connections (one stream can carry many topics)');
+  }
+
+  /**
+   * A publish whose credential was refused (`error` a 401 or 403) costs its IP a request, as if
+   * publishes were never exempt. Never throws: the refusal stands as the answer.
+   */
+  chargeRefusedCredential(request: Pick<HttpRequest, 'remoteAddress'>, error: unknown): void {
+    const status = error instanceof HeraldError ? error.status : 0;
+    if (this.connections === undefined || request.remoteAddress === undefined) return;
+    if (status !== 401 && status !== 403) return;
+    this.connections.take(request.remoteAddress, 1, this.now());
+  }
+
+  private tooManyRequests(wait: number, advice: string): HeraldError {
     this.rejected.connections++;
     const retry = seconds(wait);
-    throw new HeraldError(
+    return new HeraldError(
       429,
       'too-many-connections',
       `this IP is making requests faster than the limit allows; wait ${plural(retry, 'second')} ` +
-        'before retrying, and reuse connections (one stream can carry many topics)',
+        `before retrying, and ${advice}`,
       { headers: { 'retry-after': String(retry) } },
     );
   }
@@ -273,12 +351,14 @@ export class Limits {
   openStream(ip: string, subject: string | undefined, tenant: string): () => void {
     const trackIp = this.maxPerIp > 0;
     const trackSubject = this.maxPerSubject > 0 && subject !== undefined;
+    // A subject is named within its tenant: another tenant's `alice` must not use up this one's.
+    const subjectKey = trackSubject ? publisherKey({ tenant, subject }) : '';
     if (trackIp) {
       const open = this.streamsByIp.get(ip);
       if (open >= this.maxPerIp) throw this.tooManyStreams('this IP', open, this.maxPerIp);
     }
     if (trackSubject) {
-      const open = this.streamsBySubject.get(subject);
+      const open = this.streamsBySubject.get(subjectKey);
       if (open >= this.maxPerSubject) throw this.tooManyStreams('this subject', open, this.maxPerSubject);
     }
     // Tenants are always counted (for /v1/stats); only the check is optional.
@@ -287,7 +367,7 @@ export class Limits {
       throw this.tooManyStreams('this tenant', tenantOpen, this.maxPerTenant);
     }
     if (trackIp) this.streamsByIp.add(ip);
-    if (trackSubject) this.streamsBySubject.add(subject);
+    if (trackSubject) this.streamsBySubject.add(subjectKey);
     this.streamsByTenant.add(tenant);
     this.openStreams++;
     let released = false;
@@ -295,18 +375,19 @@ export class Limits {
       if (released) return;
       released = true;
       if (trackIp) this.streamsByIp.remove(ip);
-      if (trackSubject) this.streamsBySubject.remove(subject);
+      if (trackSubject) this.streamsBySubject.remove(subjectKey);
       this.streamsByTenant.remove(tenant);
       this.openStreams--;
     };
   }
 
   /**
-   * Takes `events` tokens from the subject's publish bucket. Throws 429 `publish-rate-exceeded`
-   * with Retry-After = the seconds until the whole batch fits, or 413 `batch-too-large` when the
-   * batch is larger than the burst and so could never fit.
+   * Takes `events` tokens from the credential's publish bucket: its subject's, else its tenant's
+   * (a string is a bucket's key as it is). Throws 429 `publish-rate-exceeded` with Retry-After =
+   * the seconds until the whole batch fits, or 413 `batch-too-large` when the batch is larger
+   * than the burst and so could never fit.
    */
-  admitPublish(subject: string, events: number): void {
+  admitPublish(credential: string | PublishCredential, events: number): void {
     if (this.publishes === undefined || events <= 0) return;
     if (events > this.publishBurst) {
       this.rejected.publishes++;
@@ -317,14 +398,18 @@ export class Limits {
           `(the publish burst per subject); split it into smaller batches`,
       );
     }
-    const wait = this.publishes.take(subject, events, this.now());
+    const wait = this.publishes.take(publisherKey(credential), events, this.now());
     if (wait === 0) return;
     this.rejected.publishes++;
     const retry = seconds(wait);
+    const who =
+      typeof credential !== 'string' && credential.subject === undefined
+        ? "this tenant's tokens without a subject are"
+        : 'this subject is';
     throw new HeraldError(
       429,
       'publish-rate-exceeded',
-      `this subject is publishing faster than the limit allows; this batch of ${plural(events, 'event')} ` +
+      `${who} publishing faster than the limit allows; this batch of ${plural(events, 'event')} ` +
         `fits in ${plural(retry, 'second')}: retry then, or batch and slow down`,
       { headers: { 'retry-after': String(retry) } },
     );

@@ -52,6 +52,7 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
       res,
       path,
       new URLSearchParams(queryStart === -1 ? '' : url.slice(queryStart + 1)),
+      herald,
     );
     const answer = outside ? Promise.resolve(undefined) : handle(herald, request);
     answer
@@ -84,10 +85,17 @@ class NodeRequest implements HttpRequest {
   private readonly res: ServerResponse;
   private aborted: AbortController | undefined;
 
-  constructor(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    query: URLSearchParams,
+    herald: Herald,
+  ) {
     this.req = req;
     this.res = res;
-    this.remoteAddress = req.socket.remoteAddress;
+    // The socket's peer, or the client a trusted proxy forwarded for (`trustProxy`).
+    this.remoteAddress = herald.clientAddress(req.socket.remoteAddress, (name) => this.header(name));
     this.method = req.method ?? 'GET';
     this.path = path;
     this.query = query;
@@ -161,6 +169,8 @@ function tooLarge(size: number, limit: number, qualifier = ''): HeraldError {
   );
 }
 
+const EMPTY_BODY = new Uint8Array(0);
+
 function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, streams: Set<Subscriber>): void {
   if (res.headersSent || isGone(res)) {
     if (reply.kind === 'stream') reply.discard();
@@ -171,15 +181,23 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
     res.end(reply.body);
     return;
   }
-  // Connection headers are forbidden on HTTP/2.
-  res.writeHead(
-    200,
-    req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : forHttp2(reply.headers),
-  );
+  try {
+    // Connection headers are forbidden on HTTP/2.
+    res.writeHead(
+      200,
+      req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : forHttp2(reply.headers),
+    );
+  } catch (error) {
+    // A header Node will not send: the stream never opens, so its admission slots go back.
+    reply.discard();
+    throw error;
+  }
   req.socket.setTimeout(0);
   req.socket.setNoDelay(true);
-  // On the socket now, ahead of any frame NodeSink may write to it directly.
-  res.flushHeaders();
+  // On the socket now, ahead of any frame NodeSink may write to it directly. Not flushHeaders():
+  // it writes the header block as UTF-8, which mangles a header that carries bytes (an id's UTF-8
+  // in Mercure's Last-Event-ID); an empty write sends it as the bytes it is, and no chunk.
+  res.write(EMPTY_BODY);
   const subscriber = reply.open(isHttp2(req) ? new Http2Sink(res) : new NodeSink(res));
   settleStream(req, res);
   streams.add(subscriber);

@@ -8,6 +8,7 @@ import { DASHBOARD_ROUTES } from '../dashboard/routes.ts';
 import type { Herald } from '../herald.ts';
 import { METRICS_CONTENT_TYPE, metricsOf } from '../observability/metrics.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
+import { headerText } from './header-text.ts';
 import type { HttpReply, HttpRequest, HttpResponse } from './request.ts';
 import { refuseReservedTopics } from './reserved-topics.ts';
 
@@ -53,7 +54,8 @@ export async function handle(herald: Herald, request: HttpRequest): Promise<Http
   request.requestId = requestId;
   let reply: HttpReply;
   try {
-    if (request.remoteAddress !== undefined) herald.limits.admitRequest(request.remoteAddress);
+    // Per IP; a publish is counted against its credential instead, once it verifies (limits.ts).
+    herald.limits.admit(request);
     reply =
       request.method === 'OPTIONS' ? options(herald, request, route) : await dispatch(herald, request, route);
   } catch (error) {
@@ -274,7 +276,7 @@ async function subscriptionOf(
   }
   const lastEventId =
     nonEmpty(after) ??
-    nonEmpty(request.header('last-event-id')) ??
+    nonEmpty(headerText(request.header('last-event-id'))) ??
     nonEmpty(query.get('lastEventId')) ??
     nonEmpty(query.get('lastEventID'));
   const tenant = watchedTenant(principal, query.get('tenant'));
@@ -336,10 +338,7 @@ async function publish(herald: Herald, request: HttpRequest): Promise<HttpReply>
   if (principal.via === 'cookie') herald.cors.checkCookieOrigin(request.header('origin'));
   const body = await jsonBody(herald, request);
   refuseReservedTopics(body);
-  herald.limits.admitPublish(
-    principal.subject ?? request.remoteAddress ?? '',
-    Array.isArray(body) ? body.length : 1,
-  );
+  herald.limits.admitPublish(principal, Array.isArray(body) ? body.length : 1);
   if (Array.isArray(body)) {
     const events = await herald.hub.publish(body, principal);
     return json(202, { ids: events.map((event) => event.id) });

@@ -9,6 +9,7 @@ import {
 import { HeraldError } from '../core/errors.ts';
 import type { Principal } from '../core/principal.ts';
 import { Cors } from '../http/cors.ts';
+import type { Limits } from '../http/limits.ts';
 import type { HttpRequest } from '../http/request.ts';
 
 /** Who is calling the Mercure endpoints, and the `mercure.payload` their token carries. */
@@ -31,6 +32,8 @@ export interface MercureAuthOptions {
   readonly cookieName: string;
   /** Origins allowed to publish with a cookie; `*` allows any. */
   readonly publishOrigins: readonly string[];
+  /** Charged for a publish whose token is refused here (the fallback charges its own). */
+  readonly limits?: Limits;
 }
 
 const CHALLENGE = 'Bearer realm="mercure"';
@@ -56,6 +59,20 @@ export class MercureAuth {
   async authenticate(request: HttpRequest, role: MercureRole): Promise<MercureCaller> {
     const verifier = role === 'publish' ? this.options.publisher : this.options.subscriber;
     if (verifier === undefined) return { principal: await this.options.fallback(request, role) };
+    try {
+      return await this.verify(request, role, verifier);
+    } catch (error) {
+      // Publishes are exempt from the per-IP request rate only while their credential holds.
+      if (role === 'publish') this.options.limits?.chargeRefusedCredential(request, error);
+      throw error;
+    }
+  }
+
+  private async verify(
+    request: HttpRequest,
+    role: MercureRole,
+    verifier: JwtVerifier,
+  ): Promise<MercureCaller> {
     const found = this.findToken(request, role);
     if (found === undefined) {
       if (role === 'subscribe' && this.options.anonymous) return { principal: ANONYMOUS };
@@ -72,6 +89,7 @@ export class MercureAuth {
       found.token,
       found.via,
       CHALLENGE,
+      role,
       withMercureClaim,
     );
     const payload = (claims.mercure as { payload?: unknown } | undefined)?.payload;

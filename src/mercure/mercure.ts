@@ -1,6 +1,7 @@
-import { createJwtVerifier, type JwtOptions, type JwtVerifier } from '../auth/jwt.ts';
+import { createJwtVerifier, type JwtOptions, type JwtVerifier, type KeyUse } from '../auth/jwt.ts';
 import type { Authenticator } from '../auth/token-authenticator.ts';
 import type { Hub } from '../core/hub.ts';
+import type { Limits } from '../http/limits.ts';
 import type { Route } from '../http/routes.ts';
 import { MercureAuth } from './auth.ts';
 import { publish } from './publish.ts';
@@ -15,9 +16,15 @@ export const MERCURE_PATH = '/.well-known/mercure';
  * setting mirrors one of the reference hub's (README, "Coming from Mercure").
  */
 export interface MercureOptions {
-  /** Keys of publisher tokens (the reference hub's `publisher_jwt`); default: the hub's `auth.jwt`. */
+  /**
+   * Keys of publisher tokens (the reference hub's `publisher_jwt`); default: the hub's `auth.jwt`.
+   * Their tokens may publish only: never subscribe nor act as admin, whatever they claim.
+   */
   readonly publisherJwt?: JwtOptions;
-  /** Keys of subscriber tokens (`subscriber_jwt`); default: the hub's `auth.jwt`. */
+  /**
+   * Keys of subscriber tokens (`subscriber_jwt`); default: the hub's `auth.jwt`. Their tokens may
+   * subscribe only: never publish nor act as admin, whatever they claim.
+   */
   readonly subscriberJwt?: JwtOptions;
   /** Subscribers without a token get public updates (`anonymous`); default: the hub's `auth.anonymous`. */
   readonly anonymous?: boolean;
@@ -35,6 +42,8 @@ export interface MercureDefaults {
   readonly authenticate: Authenticator;
   readonly anonymous: boolean;
   readonly corsOrigins: readonly string[];
+  /** Where a publish whose credential is refused is charged to its IP. */
+  readonly limits?: Limits;
 }
 
 const HUB_ROUTE: Route = { GET: subscribe, POST: publish };
@@ -46,15 +55,18 @@ export class Mercure {
   readonly subscriptions: ActiveSubscriptions | undefined;
 
   constructor(hub: Hub, options: MercureOptions, defaults: MercureDefaults) {
-    const verifier = (jwt: JwtOptions | undefined) =>
-      jwt === undefined ? defaults.verifier : createJwtVerifier(jwt);
+    // Each Mercure key verifies its role only: a subscriber key's token never publishes nor
+    // administers, a publisher key's never administers, whatever its claims (src/auth/claims.ts).
+    const verifier = (jwt: JwtOptions | undefined, role: KeyUse, name: string) =>
+      jwt === undefined ? defaults.verifier : createJwtVerifier({ ...jwt, uses: [role], name });
     this.auth = new MercureAuth({
-      publisher: verifier(options.publisherJwt),
-      subscriber: verifier(options.subscriberJwt),
+      publisher: verifier(options.publisherJwt, 'publish', "Mercure's publisher key"),
+      subscriber: verifier(options.subscriberJwt, 'subscribe', "Mercure's subscriber key"),
       fallback: defaults.authenticate,
       anonymous: options.anonymous ?? defaults.anonymous,
       cookieName: options.cookieName ?? 'mercureAuthorization',
       publishOrigins: options.publishOrigins ?? defaults.corsOrigins.filter((origin) => origin !== '*'),
+      ...(defaults.limits === undefined ? {} : { limits: defaults.limits }),
     });
     this.subscriptions = options.subscriptions === true ? new ActiveSubscriptions(hub) : undefined;
   }

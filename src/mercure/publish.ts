@@ -49,7 +49,7 @@ export async function publish(herald: Herald, request: HttpRequest): Promise<Htt
   if (retry !== undefined) input.retry = Number(retry);
   // Any value counts, even empty: the spec recommends `on`, as a checkbox sends it.
   if (form.has('private')) input.private = true;
-  herald.limits.admitPublish(principal.subject ?? request.remoteAddress ?? '', 1);
+  herald.limits.admitPublish(principal, 1);
   const [event] = await herald.hub.publish([input], principal, { reuseIds: true });
   return {
     kind: 'response',

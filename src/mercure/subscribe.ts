@@ -1,6 +1,7 @@
 import { badRequest } from '../core/errors.ts';
 import { parseSelectors } from '../core/topics.ts';
 import type { Herald } from '../herald.ts';
+import { headerBytes, headerText } from '../http/header-text.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
 import { checkSelectorLengths, nonEmpty, streamable } from '../http/routes.ts';
 import type { Mercure } from './mercure.ts';
@@ -36,7 +37,8 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
   }
   checkSelectorLengths(herald, topics);
   const selectors = parseSelectors(topics, herald.maxTopicsPerSubscription);
-  const requested = nonEmpty(request.header('last-event-id')) ?? nonEmpty(request.query.get('lastEventID'));
+  const requested =
+    nonEmpty(headerText(request.header('last-event-id'))) ?? nonEmpty(request.query.get('lastEventID'));
   await streamable(herald);
 
   // undefined: live only; null: from the oldest event retained.
@@ -48,7 +50,10 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
     // An id the log no longer (or never) held gets what is retained: after a restart of a memory
     // hub, that is everything published since, which a live-only answer would lose.
     replayAfter = location?.kind === 'found' ? location.pos : null;
-    headers = { ...STREAM_HEADERS, 'last-event-id': location?.kind === 'found' ? requested : EARLIEST };
+    headers = {
+      ...STREAM_HEADERS,
+      'last-event-id': location?.kind === 'found' ? headerBytes(requested) : EARLIEST,
+    };
   }
 
   const release = herald.limits.openStream(request.remoteAddress ?? '', principal.subject, principal.tenant);

@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { MIN_SECRET_BYTES, weakSecretProblem } from '../auth/jwt.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../brokers/memory.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
 import { DEFAULT_HUB_OPTIONS } from '../core/hub.ts';
 import { DEFAULT_LIMITS } from '../http/limits.ts';
+import { TrustedProxies } from '../http/trust-proxy.ts';
 import { LOG_LEVELS } from '../observability/logger.ts';
 
 /**
@@ -156,7 +158,46 @@ const schema = z.object({
   publishBurst: limit,
   logLevel: z.enum(LOG_LEVELS),
   metricsPublic: flag,
+  trustProxy: list,
+  headersTimeout: duration.pipe(z.number().min(1)),
+  testOnlyAllowWeakSecrets: flag,
 });
+
+/** Every setting, checked together where one depends on another. */
+const checked = schema.superRefine((config, ctx) => {
+  try {
+    new TrustedProxies(config.trustProxy);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', path: ['trustProxy'], message: (error as Error).message });
+  }
+  if (config.testOnlyAllowWeakSecrets) return;
+  const secrets: [Key, string | undefined][] = [
+    ['jwtSecret', config.jwtSecret],
+    ['mercurePublisherJwtKey', hmacOnly(config.mercurePublisherJwtKey, config.mercurePublisherJwtAlg)],
+    ['mercureSubscriberJwtKey', hmacOnly(config.mercureSubscriberJwtKey, config.mercureSubscriberJwtAlg)],
+  ];
+  for (const [key, secret] of secrets) {
+    const bytes = secret === undefined ? MIN_SECRET_BYTES : Buffer.byteLength(secret);
+    if (bytes < MIN_SECRET_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `the secret is ${weakSecretProblem(bytes)} (tests only: HERALD_TEST_ONLY_ALLOW_WEAK_SECRETS=1)`,
+      });
+    }
+  }
+});
+
+/**
+ * Whether a Mercure key is an HMAC secret (as the reference hub reads it): not PEM, and its
+ * algorithm, if named, HS*. Anything else is a public key, in PEM text or a file.
+ */
+export function isHmacKey(key: string, alg: string | undefined): boolean {
+  return !key.includes('-----BEGIN') && (alg === undefined || alg.startsWith('HS'));
+}
+
+const hmacOnly = (key: string | undefined, alg: string | undefined) =>
+  key !== undefined && isHmacKey(key, alg) ? key : undefined;
 
 export type ServeConfig = z.output<typeof schema>;
 type Key = keyof ServeConfig;
@@ -458,6 +499,25 @@ export const SETTINGS: readonly Setting[] = [
     false,
     'serve /metrics without credentials (default: admin token, like /v1/stats)',
   ),
+  setting(
+    'trustProxy',
+    '--trust-proxy <address>',
+    [],
+    'reverse proxy (IP, CIDR, loopback, linklocal or uniquelocal) whose Forwarded / X-Forwarded-For header names the client, for per-IP limits (repeatable; default none: anyone can send those headers)',
+    { repeatable: true },
+  ),
+  setting(
+    'headersTimeout',
+    '--headers-timeout <duration>',
+    60_000,
+    "time a client has to send a request's headers before a 408 (slow-header floods hold sockets)",
+  ),
+  setting(
+    'testOnlyAllowWeakSecrets',
+    '--test-only-allow-weak-secrets',
+    false,
+    'TESTS ONLY: accept HMAC secrets shorter than 32 bytes, which one token lets anyone guess offline',
+  ),
 ];
 
 /** A duration as the settings take it (`15m`, `1h`), in ms; throws with what is expected. */
@@ -477,7 +537,7 @@ export function resolveConfig(
     const fromEnv = s.env.map((name) => env[name]).find((value) => value !== undefined && value !== '');
     raw[s.key] = flags[s.key] ?? fromEnv ?? s.defaultValue;
   }
-  const parsed = schema.safeParse(raw);
+  const parsed = checked.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const s = SETTINGS.find((candidate) => candidate.key === issue.path[0]);

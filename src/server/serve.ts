@@ -11,7 +11,7 @@ import { HeraldError } from '../core/errors.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { HeraldLogger } from '../observability/logger.ts';
-import type { ServeConfig } from './config.ts';
+import { isHmacKey, type ServeConfig } from './config.ts';
 import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
 
 export interface RunningServer {
@@ -58,7 +58,17 @@ export async function serve(
   }
   // Room for a full subscription in the URL: 100 selectors of up to 1 024 characters.
   const server = createHeraldServer(nodeHandler(herald), tls, MAX_HEADER_BYTES);
-  server.on('clientError', answerClientError);
+  if ('headersTimeout' in server) {
+    // Checked this often (node:http's default is every 30 s, which would let a slow client hold
+    // its socket up to 30 s past the limit); node:http starts the check on 'listening'.
+    server.headersTimeout = config.headersTimeout;
+    server.requestTimeout = Math.max(server.requestTimeout, config.headersTimeout);
+    (server as typeof server & { connectionsCheckingInterval: number }).connectionsCheckingInterval =
+      Math.min(30_000, Math.max(100, config.headersTimeout / 4));
+  }
+  server.on('clientError', (error: Error & { code?: string }, socket: Duplex) =>
+    answerClientError(error, socket, config.headersTimeout),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: config.port, host: config.host, reusePort: overrides.reusePort ?? false }, () => {
@@ -89,22 +99,43 @@ export async function serve(
 
 const MAX_HEADER_BYTES = 128 * 1024;
 
+const REASONS: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
+
 /** Requests Node refuses before Herald sees them still get problem+json, not a bare status line. */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+function answerClientError(error: Error & { code?: string }, socket: Duplex, headersTimeoutMs: number): void {
   if (!socket.writable) return;
-  const [status, detail] =
-    error.code === 'HPE_HEADER_OVERFLOW'
-      ? [
-          431,
-          `the request line and headers are over ${MAX_HEADER_BYTES / 1024} KiB; subscribe to fewer or shorter topics`,
-        ]
-      : [400, 'the request is not valid HTTP/1.1'];
-  const body = JSON.stringify(new HeraldError(status, 'bad-http', detail).toProblem());
+  const [status, code, detail] = clientProblem(error.code, headersTimeoutMs);
+  const body = JSON.stringify(new HeraldError(status, code, detail).toProblem());
   socket.end(
-    `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+    `HTTP/1.1 ${status} ${REASONS[status]}\r\n` +
       `content-type: application/problem+json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `connection: close\r\n\r\n${body}`,
   );
+}
+
+function clientProblem(code: string | undefined, headersTimeoutMs: number): [number, string, string] {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [
+        431,
+        'bad-http',
+        `the request line and headers are over ${MAX_HEADER_BYTES / 1024} KiB; subscribe to fewer or shorter topics`,
+      ];
+    // node:http's headersTimeout (or requestTimeout, for a body that trickles in): the client is
+    // slow, or holding sockets open on purpose. Not a malformed request, so not a 400.
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [
+        408,
+        'request-timeout',
+        `the request's headers did not all arrive within ${headersTimeoutMs / 1000} s; send the whole request at once`,
+      ];
+    default:
+      return [400, 'bad-http', 'the request is not valid HTTP/1.1'];
+  }
 }
 
 /**
@@ -187,8 +218,17 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
         config.mercureSubscriberJwksUrl,
       )
     : undefined;
-  // Mercure keys alone must not leave the native API open: it then accepts the same tokens.
-  const native = jwtOptions(config) ?? mergedJwt(publisherJwt, subscriberJwt);
+  // Mercure keys alone must not leave the native API open: it then accepts the same tokens, each
+  // for its key's role only (a subscriber key's token never publishes, neither key's is admin).
+  const mercureKeys = [
+    ...(publisherJwt === undefined
+      ? []
+      : [{ ...publisherJwt, uses: ['publish'] as const, name: PUBLISHER_KEY }]),
+    ...(subscriberJwt === undefined
+      ? []
+      : [{ ...subscriberJwt, uses: ['subscribe'] as const, name: SUBSCRIBER_KEY }]),
+  ];
+  const native = jwtOptions(config) ?? (mercureKeys.length === 0 ? undefined : mercureKeys);
   return {
     nodeId: `${hostname()}:${process.pid}`,
     history: { maxEvents: config.historySize, maxAgeMs: config.historyMaxAge },
@@ -207,6 +247,7 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
       policy: config.overflowPolicy,
     },
     privateByDefault: config.privateByDefault,
+    trustProxy: config.trustProxy,
     reauthLeadMs: config.reauthLead,
     corsOrigins: config.corsOrigin,
     limits: {
@@ -248,33 +289,19 @@ function mercureJwt(
   if (key === undefined && jwksUrl === undefined) return undefined;
   const options: { -readonly [K in keyof JwtOptions]: JwtOptions[K] } = {
     clockToleranceSec: config.jwtLeeway / 1000,
+    testOnlyAllowWeakSecrets: config.testOnlyAllowWeakSecrets,
   };
   if (key !== undefined) {
-    const publicKey = key.includes('-----BEGIN') || (alg !== undefined && !alg.startsWith('HS'));
-    if (publicKey) options.publicKeys = [readPem(key)];
-    else options.secrets = [key];
+    if (isHmacKey(key, alg)) options.secrets = [key];
+    else options.publicKeys = [readPem(key)];
   }
   if (jwksUrl !== undefined) options.jwksUrl = jwksUrl;
   if (alg !== undefined) options.algorithms = [alg];
   return options;
 }
 
-/** Every key of both Mercure roles: what the native API accepts when it has no key of its own. */
-function mergedJwt(a: JwtOptions | undefined, b: JwtOptions | undefined): JwtOptions | undefined {
-  if (a === undefined || b === undefined) return a ?? b;
-  const secrets = [...(a.secrets ?? []), ...(b.secrets ?? [])];
-  const publicKeys = [...(a.publicKeys ?? []), ...(b.publicKeys ?? [])];
-  const jwksUrl = a.jwksUrl ?? b.jwksUrl;
-  return {
-    ...a,
-    ...(secrets.length === 0 ? {} : { secrets }),
-    ...(publicKeys.length === 0 ? {} : { publicKeys }),
-    ...(jwksUrl === undefined ? {} : { jwksUrl }),
-    ...(a.algorithms === undefined || b.algorithms === undefined
-      ? { algorithms: undefined }
-      : { algorithms: [...new Set([...a.algorithms, ...b.algorithms])] }),
-  };
-}
+const PUBLISHER_KEY = "Mercure's publisher key";
+const SUBSCRIBER_KEY = "Mercure's subscriber key";
 
 function jwtOptions(config: ServeConfig): JwtOptions | undefined {
   if (config.jwtSecret === undefined && config.jwtPublicKey === undefined && config.jwksUrl === undefined) {
@@ -282,6 +309,7 @@ function jwtOptions(config: ServeConfig): JwtOptions | undefined {
   }
   const options: { -readonly [K in keyof JwtOptions]: JwtOptions[K] } = {
     clockToleranceSec: config.jwtLeeway / 1000,
+    testOnlyAllowWeakSecrets: config.testOnlyAllowWeakSecrets,
   };
   if (config.jwtSecret !== undefined) options.secrets = [config.jwtSecret];
   if (config.jwtPublicKey !== undefined) options.publicKeys = [readPem(config.jwtPublicKey)];

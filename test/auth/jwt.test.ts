@@ -555,3 +555,75 @@ xisAS1P4hzOVjv6V/fpatS2JbEfcYEVMZ4CAf1/qezwiL0UsIIYzCIg2
 -----END PRIVATE KEY-----
 `;
 forbidden.push(CERTIFICATE, CERTIFICATE_PRIVATE_KEY);
+
+describe('what a key may be used for (issue 12: each key verifies only its role)', () => {
+  const PUBLISHER = 'the-publishers-own-key-which-is-long-enough';
+  const SUBSCRIBER = 'the-subscribers-own-key-which-is-long-enough';
+  const roles = () =>
+    createJwtVerifier([
+      { secrets: [PUBLISHER], uses: ['publish'], name: "Mercure's publisher key" },
+      { secrets: [SUBSCRIBER], uses: ['subscribe'], name: "Mercure's subscriber key" },
+    ]);
+
+  test("a verified token says which key's uses it has; the hub's own keys have every use", async () => {
+    const verifier = roles();
+    const published = await verifier.verify(await sign(secretKey(PUBLISHER), 'HS256'));
+    assert.deepEqual([...published.uses], ['publish']);
+    assert.equal(published.keyName, "Mercure's publisher key");
+    assert.deepEqual(
+      [...(await verifier.verify(await sign(secretKey(SUBSCRIBER), 'HS256'))).uses],
+      ['subscribe'],
+    );
+    const own = await createJwtVerifier({ secrets: [SECRET] }).verify(await sign(secretKey(SECRET), 'HS256'));
+    assert.deepEqual([...own.uses].sort(), ['admin', 'publish', 'subscribe']);
+  });
+
+  test('one secret configured for two roles gives its tokens both, and no more', async () => {
+    const verifier = createJwtVerifier([
+      { secrets: [PUBLISHER], uses: ['publish'] },
+      { secrets: [PUBLISHER], uses: ['subscribe'] },
+    ]);
+    const verified = await verifier.verify(await sign(secretKey(PUBLISHER), 'HS256'));
+    assert.deepEqual([...verified.uses].sort(), ['publish', 'subscribe']);
+  });
+
+  test('when no key set verifies, the refusal is the most telling one', async () => {
+    const verifier = roles();
+    // Signed with the subscriber key but expired: "expired", not "the signature does not verify".
+    const expired = await sign(secretKey(SUBSCRIBER), 'HS256', { exp: now() - 3600 });
+    await refuse(verifier, expired, { code: 'token-expired' });
+    await refuse(verifier, await sign(secretKey(OTHER_SECRET), 'HS256'), { code: 'token-signature-invalid' });
+    await refuse(verifier, await sign(rsa.privateKey, 'RS256'), {
+      code: 'token-alg-not-allowed',
+      detail: /signed with RS256; this hub accepts HS256, HS384, HS512$/,
+    });
+    const unsigned = `${b64({ alg: 'none' })}.${b64({ sub: 'x' })}.`;
+    await refuse(verifier, unsigned, { code: 'token-alg-none' });
+  });
+
+  test('an unknown use is refused at start', () => {
+    assert.throws(
+      () => createJwtVerifier({ secrets: [SECRET], uses: ['everything' as 'admin'] }),
+      /uses must list some of subscribe, publish, admin/,
+    );
+  });
+});
+
+describe('HMAC secrets shorter than 32 bytes (RFC 7518 §3.2)', () => {
+  test('are refused at start, with the length and a way to make a good one, unless a test says otherwise', async () => {
+    for (const [secret, bytes] of [
+      ['x', '1 byte'],
+      ['0123456789abcdef0123456789abcde', '31 bytes'],
+    ] as const) {
+      assert.throws(
+        () => createJwtVerifier({ secrets: [SECRET, secret] }),
+        new RegExp(`secrets\\[1\\] is ${bytes} long; an HMAC secret must be at least 32 bytes.*openssl rand`),
+      );
+    }
+    createJwtVerifier({ secrets: ['0123456789abcdef0123456789abcdef'] });
+    // Bytes, not characters: 30 characters, 34 bytes.
+    createJwtVerifier({ secrets: ['ünïcödé-counts-bytes-not-chars'] });
+    const verifier = createJwtVerifier({ secrets: ['short'], testOnlyAllowWeakSecrets: true });
+    await verifier.verify(await sign(secretKey('short'), 'HS256'));
+  });
+});

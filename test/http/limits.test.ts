@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { HeraldError } from '../../src/core/errors.ts';
 import { DEFAULT_LIMITS, type LimitOptions, Limits } from '../../src/http/limits.ts';
+import { type HubProcess, spawnHub } from '../helpers/nodes.ts';
+import { bearer, SECRET, token } from '../helpers/tokens.ts';
+import { bearer as mercureBearer, mercurePublish, mercureToken } from '../mercure/mercure-client.ts';
 
 /** A clock the test moves by hand. */
 class Clock {
@@ -324,5 +327,146 @@ describe('Limits: options', () => {
     limits.admitRequest('ip');
     clock.advance(-10_000);
     rejects(() => limits.admitRequest('ip'), 429, 'too-many-connections');
+  });
+});
+
+describe('Limits: publishes are counted against their credential, not their IP', () => {
+  const publish = (path = '/v1/publish') => ({ method: 'POST', path, remoteAddress: 'ip' });
+  const refused = new HeraldError(401, 'token-signature-invalid', 'no');
+
+  test('a publish needs a token left in its IP bucket but takes none; anything else takes one', () => {
+    const { limits } = setup({ connectionsPerSecondPerIp: 1, connectionBurstPerIp: 5 });
+    for (let i = 0; i < 1_000; i++) {
+      limits.admit(publish());
+      limits.admit(publish('/.well-known/mercure'));
+    }
+    for (let i = 0; i < 5; i++) limits.admit({ method: 'GET', path: '/v1/events', remoteAddress: 'ip' });
+    rejects(
+      () => limits.admit({ method: 'GET', path: '/healthz', remoteAddress: 'ip' }),
+      429,
+      'too-many-connections',
+    );
+    rejects(() => limits.admit(publish()), 429, 'too-many-connections');
+  });
+
+  test('a publish whose credential is refused costs its IP a request; once none is left, publishes are refused before verification', () => {
+    const { clock, limits } = setup({ connectionsPerSecondPerIp: 1, connectionBurstPerIp: 5 });
+    for (let i = 0; i < 5; i++) {
+      limits.admit(publish());
+      limits.chargeRefusedCredential(
+        publish(),
+        i % 2 === 0 ? refused : new HeraldError(403, 'key-role-forbidden', 'no'),
+      );
+    }
+    const error = rejects(() => limits.admit(publish()), 429, 'too-many-connections');
+    assert.match(error.detail, /publishes whose credential was refused count too/);
+    assert.equal(retryAfter(error), '1');
+    clock.advance(1_000);
+    limits.admit(publish());
+  });
+
+  test('only refusals of the credential count: a hub that cannot verify (503) or a bad body does not charge the IP', () => {
+    const { limits } = setup({ connectionsPerSecondPerIp: 1, connectionBurstPerIp: 1 });
+    limits.chargeRefusedCredential(publish(), new HeraldError(503, 'jwks-unavailable', 'later'));
+    limits.chargeRefusedCredential(publish(), new HeraldError(400, 'malformed-json', 'bad'));
+    limits.chargeRefusedCredential(publish(), new Error('boom'));
+    limits.admitRequest('ip');
+  });
+
+  test('the bucket is the subject within its tenant, else the tenant', () => {
+    const { limits } = setup({ publishesPerSecondPerSubject: 1, publishBurstPerSubject: 5 });
+    limits.admitPublish({ tenant: 'acme', subject: 'alice' }, 5);
+    rejects(() => limits.admitPublish({ tenant: 'acme', subject: 'alice' }, 1), 429, 'publish-rate-exceeded');
+    // Another tenant's issuer may have an alice too: not the same credential.
+    limits.admitPublish({ tenant: 'globex', subject: 'alice' }, 5);
+    // Tokens without a subject share their tenant's bucket, and no other.
+    limits.admitPublish({ tenant: 'acme' }, 5);
+    const error = rejects(() => limits.admitPublish({ tenant: 'acme' }, 1), 429, 'publish-rate-exceeded');
+    assert.match(error.detail, /this tenant's tokens without a subject are publishing faster/);
+    limits.admitPublish({ tenant: 'globex' }, 5);
+    // A subject named like a tenant's bucket is still a subject.
+    limits.admitPublish({ tenant: '', subject: 'acme' }, 5);
+  });
+});
+
+describe('herald serve: publishers are limited per credential, not by the per-IP request rate', () => {
+  let hub: HubProcess;
+  before(async () => {
+    // A tight per-IP rate, so that counting publishes against it would show within a few requests.
+    hub = await spawnHub(['--jwt-secret', SECRET, '--ip-connection-rate', '1', '--ip-connection-burst', '5']);
+  });
+  after(() => hub?.stop());
+
+  const publish = async (jwt: string, body: unknown = { topic: 'orders/1', data: { step: 1 } }) => {
+    const response = await fetch(`${hub.url}/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(jwt) },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: await response.text() };
+  };
+
+  test('a backend publishing one event per request, on both APIs, is never refused for its IP', async () => {
+    const backend = await token({ sub: 'billing-service', publish: ['orders/{id}'] });
+    for (let i = 0; i < 60; i++) {
+      const answer = await publish(backend);
+      assert.equal(answer.status, 202, `publish ${i}: ${answer.body}`);
+    }
+    const publisher = mercureBearer(await mercureToken({ publish: ['*'] }, { secret: SECRET }));
+    for (let i = 0; i < 20; i++) {
+      const answer = await mercurePublish(hub.url, { topic: 'orders/1', data: String(i) }, publisher);
+      assert.equal(answer.status, 200, `Mercure publish ${i}: ${answer.body}`);
+    }
+  });
+
+  test('publishes with refused credentials use up their IP, and then nothing more is verified from it', async () => {
+    const forged = await token({
+      sub: 'mallory',
+      publish: ['*'],
+      secret: 'not-the-hub-secret-but-as-long-as-one',
+    });
+    let answer = await publish(forged);
+    for (let i = 0; i < 50 && answer.status === 401; i++) answer = await publish(forged);
+    assert.equal(answer.status, 429, answer.body);
+    assert.match(JSON.parse(answer.body).detail, /publishes whose credential was refused count too/);
+    const exhaustedAt = Date.now();
+    const genuine = await publish(await token({ sub: 'billing-service', publish: ['orders/{id}'] }));
+    // The bucket refills one request a second: only a machine that stalled that long lets it in.
+    assert.ok(
+      genuine.status === 429 || Date.now() - exhaustedAt >= 1_000,
+      `a valid publish from the exhausted IP: ${genuine.status}`,
+    );
+  });
+});
+
+describe('herald serve: each credential has its own publish bucket', () => {
+  let hub: HubProcess;
+  before(async () => {
+    hub = await spawnHub(['--jwt-secret', SECRET, '--publish-rate', '1', '--publish-burst', '5']);
+  });
+  after(() => hub?.stop());
+
+  /** Publishes a batch of 5, as much as the burst holds: a second one needs 5 s of refill. */
+  const batch = async (jwt: string) => {
+    const events = Array.from({ length: 5 }, (_, i) => ({ topic: 'a', data: i }));
+    const response = await fetch(`${hub.url}/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(jwt) },
+      body: JSON.stringify(events),
+    });
+    return { status: response.status, body: await response.text() };
+  };
+
+  test('subjects are counted within their tenant, and tokens without one per tenant, never per IP', async () => {
+    const aliceAtAcme = await token({ tenant: 'acme', sub: 'alice', publish: ['*'] });
+    assert.equal((await batch(aliceAtAcme)).status, 202);
+    assert.equal((await batch(aliceAtAcme)).status, 429);
+    assert.equal((await batch(await token({ tenant: 'globex', sub: 'alice', publish: ['*'] }))).status, 202);
+    // Subject-less tokens of one tenant share a bucket; another tenant's, from the same IP, does not.
+    assert.equal((await batch(await token({ tenant: 'acme', publish: ['*'] }))).status, 202);
+    const sameTenant = await batch(await token({ tenant: 'acme', publish: ['a'] }));
+    assert.equal(sameTenant.status, 429, sameTenant.body);
+    assert.match(JSON.parse(sameTenant.body).detail, /tokens without a subject/);
+    assert.equal((await batch(await token({ tenant: 'globex', publish: ['*'] }))).status, 202);
   });
 });

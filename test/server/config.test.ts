@@ -47,4 +47,40 @@ describe('serve configuration', () => {
         /--history-size/.test(error.message),
     );
   });
+
+  test('--trust-proxy trusts no proxy by default, and takes a list in HERALD_TRUST_PROXY; --headers-timeout is 60 s', () => {
+    const defaults = resolveConfig({}, {});
+    assert.deepEqual(defaults.trustProxy, []);
+    assert.equal(defaults.headersTimeout, 60_000);
+    const config = resolveConfig(
+      {},
+      { HERALD_TRUST_PROXY: '10.0.0.0/8, loopback,fd00::/8', HERALD_HEADERS_TIMEOUT: '10s' },
+    );
+    assert.deepEqual(config.trustProxy, ['10.0.0.0/8', 'loopback', 'fd00::/8']);
+    assert.equal(config.headersTimeout, 10_000);
+    assert.throws(
+      () => resolveConfig({}, { HERALD_TRUST_PROXY: 'lb.internal' }),
+      /--trust-proxy \(HERALD_TRUST_PROXY\): trust proxy: "lb.internal" is not an address or a CIDR/,
+    );
+  });
+
+  test('HMAC secrets shorter than 32 bytes are named with their setting; PEM keys and other algorithms are not secrets', () => {
+    assert.throws(
+      () =>
+        resolveConfig(
+          { jwtSecret: 'short', mercurePublisherJwtKey: 'also-short' },
+          { MERCURE_SUBSCRIBER_JWT_KEY: 'short-too', MERCURE_SUBSCRIBER_JWT_ALG: 'HS512' },
+        ),
+      (error: Error) =>
+        /--jwt-secret \(HERALD_JWT_SECRET\): the secret is 5 bytes long; an HMAC secret must be at least 32 bytes/.test(
+          error.message,
+        ) &&
+        /--mercure-publisher-jwt-key .*: the secret is 10 bytes long/.test(error.message) &&
+        /--mercure-subscriber-jwt-key .*: the secret is 9 bytes long/.test(error.message) &&
+        /HERALD_TEST_ONLY_ALLOW_WEAK_SECRETS=1/.test(error.message),
+    );
+    // A key file's path is short, and no secret.
+    resolveConfig({ mercurePublisherJwtKey: 'pub.pem', mercurePublisherJwtAlg: 'ES256' }, {});
+    resolveConfig({ jwtSecret: 'short' }, { HERALD_TEST_ONLY_ALLOW_WEAK_SECRETS: '1' });
+  });
 });
