@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { HeraldError } from '../core/errors.ts';
 import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
+import { type DashboardFile, dashboardAsset } from './assets.ts';
 
 /**
- * `/dashboard`: the page and its assets, as `npm run build` bundled them into `dist/dashboard/`.
+ * `/dashboard`: the page and its assets, as `npm run build` bundled them (embedded in the
+ * package as strings, see assets.ts: nothing is read from disk, so app bundlers can bundle it).
  * The shell is public (it holds no data); every figure it shows comes from `/v1/events` and
  * `/v1/publish`, which require admin credentials unless the hub is in open development mode.
  */
 
 interface Asset {
-  readonly file: string;
+  readonly file: DashboardFile;
   readonly contentType: string;
 }
 
@@ -30,32 +30,25 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'referrer-policy': 'no-referrer',
 };
 
-/**
- * Where the built assets are: beside this module when it runs from `dist/dashboard/`, else in
- * `dist/dashboard/` of the checkout (running from `src/` with Node's type stripping).
- */
-const ASSET_DIRECTORIES = [new URL('./', import.meta.url), new URL('../../dist/dashboard/', import.meta.url)];
-
 interface Loaded {
   readonly body: string;
   readonly etag: string;
 }
 
-/** Read once per process: the assets change only with a new build, which comes with a restart. */
-const loaded = new Map<string, Loaded>();
+/** Hashed once per process: the assets change only with a new build, which comes with a restart. */
+const loaded = new Map<DashboardFile, Loaded>();
 
-function load(file: string): Loaded {
+function load(file: DashboardFile): Loaded {
   const cached = loaded.get(file);
   if (cached !== undefined) return cached;
-  const directory = ASSET_DIRECTORIES.find((url) => existsSync(fileURLToPath(new URL('app.js', url))));
-  if (directory === undefined) {
+  const body = dashboardAsset(file);
+  if (body === undefined) {
     throw new HeraldError(
       503,
       'dashboard-not-built',
       'the dashboard is not built: run `npm run build` (it bundles the page into dist/dashboard/)',
     );
   }
-  const body = readFileSync(fileURLToPath(new URL(file, directory)), 'utf8');
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
   const asset = { body, etag };
   loaded.set(file, asset);

@@ -8,9 +8,11 @@ export interface WebHandlerOptions {
   /** The path Herald is mounted under, e.g. `/api/herald` for `app/api/herald/[...path]/route.ts`. */
   readonly basePath?: string;
   /**
-   * The client's IP address, for per-IP limits. A Request does not carry it: pass what your
-   * server knows (Hono on Node: `c.env.incoming.socket.remoteAddress`; behind a proxy you
-   * trust, the first address of its forwarded header). Without it, per-IP limits do not apply.
+   * The address of the connection's peer, for per-IP limits. A Request does not carry it: pass
+   * what your server knows (Hono on Node: `c.env.incoming.socket.remoteAddress`; Bun:
+   * `server.requestIP(request)?.address`). When that peer is a proxy named in `trustProxy` of
+   * `createHerald`, Herald reads the client's address from its `Forwarded` / `X-Forwarded-For`
+   * header itself. Without it, per-IP limits do not apply.
    */
   readonly clientAddress?: (request: Request) => string | undefined;
 }
@@ -29,29 +31,61 @@ export function webHandler(
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
   return async (request) => {
     const url = new URL(request.url);
-    let path = url.pathname;
+    const path = url.pathname;
     // Outside the base path nothing is Herald's: `/v1/events` at the root must not open a stream
     // when Herald lives under `/api/herald`.
     const outside = basePath !== '' && path !== basePath && !path.startsWith(`${basePath}/`);
-    if (!outside) path = path.slice(basePath.length) || '/';
-    let reply: HttpReply;
-    try {
-      reply =
-        (outside
-          ? undefined
-          : await handle(
-              herald,
-              new WebRequest(request, path, url.searchParams, options.clientAddress?.(request)),
-            )) ?? notFound(path);
-    } catch (error) {
-      reply = problemReply(error, herald);
-    }
-    if (reply.kind === 'response') {
-      const body = request.method === 'HEAD' ? null : reply.body;
-      return new Response(body, { status: reply.status, headers: reply.headers });
-    }
-    return new Response(openStream(reply, request.signal), { status: 200, headers: reply.headers });
+    return respond(herald, request, url, outside ? undefined : path.slice(basePath.length) || '/', options);
   };
+}
+
+/**
+ * Only the event stream, `GET /v1/events` with its query (`topic`, `type`, `tag.*`,
+ * `lastEventId`), at whatever path the handler is mounted: for a route of its own, e.g. Next.js's
+ * `app/api/events/route.ts` with `export const GET = eventsHandler(herald)`, opened by
+ * `new EventSource('/api/events?topic=…')`. Everything else (publishing, `herald/client`'s
+ * polling fallback and subscription changes) needs `webHandler`.
+ */
+export function eventsHandler(
+  herald: Herald,
+  options: Pick<WebHandlerOptions, 'clientAddress'> = {},
+): (request: Request) => Promise<Response> {
+  return async (request) => respond(herald, request, new URL(request.url), '/v1/events', options);
+}
+
+/** Answers `request` as Herald's route `path`; undefined: the path is not Herald's (404). */
+async function respond(
+  herald: Herald,
+  request: Request,
+  url: URL,
+  path: string | undefined,
+  options: WebHandlerOptions,
+): Promise<Response> {
+  let reply: HttpReply;
+  try {
+    reply =
+      (path === undefined
+        ? undefined
+        : await handle(
+            herald,
+            new WebRequest(request, path, url.searchParams, clientAddress(herald, request, options)),
+          )) ?? notFound(path ?? url.pathname);
+  } catch (error) {
+    reply = problemReply(error, herald);
+  }
+  if (reply.kind === 'response') {
+    const body = request.method === 'HEAD' ? null : reply.body;
+    return new Response(body, { status: reply.status, headers: reply.headers });
+  }
+  return new Response(openStream(reply, request.signal), { status: 200, headers: reply.headers });
+}
+
+/** The peer the server reports, or the client a trusted proxy forwarded for (`trustProxy`). */
+function clientAddress(herald: Herald, request: Request, options: WebHandlerOptions): string | undefined {
+  return herald.clientAddress(
+    options.clientAddress?.(request),
+    (name) => request.headers.get(name) ?? undefined,
+  );
 }
 
 class WebRequest implements HttpRequest {
