@@ -1,4 +1,5 @@
 import { createJwtVerifier, type JwtOptions } from './auth/jwt.ts';
+import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
 import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
@@ -74,14 +75,28 @@ export interface HeraldOptions extends Partial<HubOptions> {
    * `onError` as before, so embedding Herald does not make a host app's tests noisy.
    */
   readonly logger?: HeraldLogger;
-  /** `/metrics`: open to anyone who can reach it (`public`), else admin credentials only. */
-  readonly metrics?: {
-    readonly public?: boolean;
-    /** Tenants with a label of their own on `herald_connections`. Default 20. */
-    readonly tenantLabels?: number;
-    /** Labels on every series, e.g. `{ worker: '2' }`. */
-    readonly labels?: Record<string, string>;
-  };
+  /**
+   * Without `auth` or `authenticate`, who may publish over HTTP, change streams, read `/v1/stats`
+   * and `/metrics` and open the dashboard: by default only clients on this machine (loopback),
+   * and Herald says so once. `true` lets every client do all of it, as `herald serve --insecure`
+   * does: only for a network that is yours alone. Subscribing is open to all either way.
+   */
+  readonly open?: boolean;
+  /** Serve the operations page at `/dashboard`. Default true. */
+  readonly dashboard?: boolean;
+  /**
+   * `/metrics`: open to anyone who can reach it (`public`), else admin credentials only; `false`
+   * serves no `/metrics` at all.
+   */
+  readonly metrics?:
+    | false
+    | {
+        readonly public?: boolean;
+        /** Tenants with a label of their own on `herald_connections`. Default 20. */
+        readonly tenantLabels?: number;
+        /** Labels on every series, e.g. `{ worker: '2' }`. */
+        readonly labels?: Record<string, string>;
+      };
 }
 
 export interface HeraldStats extends HubStats {
@@ -116,7 +131,9 @@ export class Herald {
   /** Undefined when Mercure is turned off. */
   readonly mercure: Mercure | undefined;
   readonly logger: HeraldLogger | undefined;
-  readonly metricsOptions: NonNullable<HeraldOptions['metrics']>;
+  readonly metricsOptions: Exclude<NonNullable<HeraldOptions['metrics']>, false>;
+  /** Whether `/metrics` and `/dashboard` are served at all. */
+  readonly serves: { readonly metrics: boolean; readonly dashboard: boolean };
   /** Requests refused for their credential or its rights, by problem code (bounded: codes are ours). */
   readonly authFailures = new Map<string, number>();
   private readonly startedAt = Date.now();
@@ -141,13 +158,16 @@ export class Herald {
       degraded,
       logger,
       metrics,
+      open,
+      dashboard,
       ...hub
     } = options;
     this.nodeId = nodeId ?? globalThis.crypto.randomUUID().slice(0, 8);
     this.degraded = degraded;
     this.broker = broker ?? new MemoryBroker(history);
     this.logger = logger;
-    this.metricsOptions = metrics ?? {};
+    this.metricsOptions = metrics === false ? {} : (metrics ?? {});
+    this.serves = { metrics: metrics !== false, dashboard: dashboard !== false };
     this.hub = new Hub(this.broker, {
       ...(logger === undefined
         ? {}
@@ -163,7 +183,9 @@ export class Herald {
     this.trustedProxies = new TrustedProxies(trustProxy);
     this.authenticate = chargingRefusedPublishes(
       authenticate ??
-        (verifier === undefined ? () => OPEN_PRINCIPAL : tokenAuthenticator({ ...auth, verifier })),
+        (verifier === undefined
+          ? openModeAuthenticator(open === true)
+          : tokenAuthenticator({ ...auth, verifier })),
       this.limits,
     );
     this.maxBodyBytes = maxBodyBytes ?? 4 * 1024 * 1024;
@@ -182,6 +204,7 @@ export class Herald {
             limits: this.limits,
           });
     this.onError = this.hub.options.onError;
+    if (this.open) warnOpenOnce(open === true, logger);
     this.statsFeed = new StatsFeed(this);
     this.statsFeed.start();
   }
@@ -250,6 +273,20 @@ function chargingRefusedPublishes(authenticate: Authenticator, limits: Limits): 
       throw error;
     }
   };
+}
+
+let warnedOpen = false;
+
+/** An app that embeds Herald without auth hears once what that means, in its log or on stderr. */
+function warnOpenOnce(openToEveryone: boolean, logger: HeraldLogger | undefined): void {
+  if (warnedOpen) return;
+  warnedOpen = true;
+  const message = openToEveryone
+    ? 'herald: no authentication configured and open: true: every client may publish, change streams and administer the hub'
+    : 'herald: no authentication configured: publishing, stream changes, stats, metrics and the dashboard answer ' +
+      'only clients on this machine (configure auth, or pass open: true to let everyone)';
+  if (logger !== undefined) logger.warn({}, message);
+  else process.emitWarning(message, { code: 'HERALD_OPEN_MODE' });
 }
 
 export function createHerald(options: HeraldOptions = {}): Herald {

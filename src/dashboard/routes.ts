@@ -7,8 +7,9 @@ import { type DashboardFile, dashboardAsset } from './assets.ts';
 /**
  * `/dashboard`: the page and its assets, as `npm run build` bundled them (embedded in the
  * package as strings, see assets.ts: nothing is read from disk, so app bundlers can bundle it).
- * The shell is public (it holds no data); every figure it shows comes from `/v1/events` and
- * `/v1/publish`, which require admin credentials unless the hub is in open development mode.
+ * With authentication the shell is public (it holds no data); every figure it shows comes from
+ * `/v1/events` and `/v1/publish`, which require admin credentials. Without, it is served to this
+ * machine only, unless the app passed `open: true`.
  */
 
 interface Asset {
@@ -55,7 +56,10 @@ function load(file: DashboardFile): Loaded {
   return asset;
 }
 
-async function serveAsset(_herald: Herald, request: HttpRequest): Promise<HttpReply> {
+async function serveAsset(herald: Herald, request: HttpRequest): Promise<HttpReply> {
+  // Without authentication the page is the operator's, served to this machine only (unless the
+  // app opened the hub to everyone): the authenticator of an open hub decides, as for /v1/stats.
+  if (herald.open) await herald.authenticate(request, 'stats');
   const asset = ASSETS[request.path] as Asset;
   const { body, etag } = load(asset.file);
   // Revalidated on every load (names carry no hash), answered with 304 while the build is the same.

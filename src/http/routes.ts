@@ -48,7 +48,7 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
  * it on to the host app, or answers 404). Never throws: every failure becomes problem+json.
  */
 export async function handle(herald: Herald, request: HttpRequest): Promise<HttpReply | undefined> {
-  const route = ROUTES[request.path] ?? herald.mercure?.routeFor(request.path);
+  const route = routeOf(herald, request.path);
   if (route === undefined) return undefined;
   const requestId = requestIdOf(request.header(REQUEST_ID_HEADER));
   request.requestId = requestId;
@@ -65,6 +65,13 @@ export async function handle(herald: Herald, request: HttpRequest): Promise<Http
   // Errors carry the CORS headers too, or a page could not read why it was refused.
   const cors = herald.cors.responseHeaders(request.header('origin'));
   return { ...reply, headers: { ...reply.headers, ...cors, [REQUEST_ID_HEADER]: requestId } };
+}
+
+/** The route of `path`, unless the app turned that part off (`metrics: false`, `dashboard: false`). */
+function routeOf(herald: Herald, path: string): Route | undefined {
+  if (path === '/metrics' && !herald.serves.metrics) return undefined;
+  if (path in DASHBOARD_ROUTES && !herald.serves.dashboard) return undefined;
+  return ROUTES[path] ?? herald.mercure?.routeFor(path);
 }
 
 /** Counts refused credentials for `/metrics` and logs the failure with its request id. */

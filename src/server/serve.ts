@@ -12,6 +12,7 @@ import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { HeraldLogger } from '../observability/logger.ts';
 import { isHmacKey, type ServeConfig } from './config.ts';
+import { listenError } from './messages.ts';
 import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
 
 export interface RunningServer {
@@ -70,9 +71,11 @@ export async function serve(
     answerClientError(error, socket, config.headersTimeout),
   );
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    // A port in use says so, and what to do: one message with and without --workers (messages.ts).
+    const failed = (error: Error) => reject(listenError(error, config.host, config.port));
+    server.once('error', failed);
     server.listen({ port: config.port, host: config.host, reusePort: overrides.reusePort ?? false }, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
@@ -247,6 +250,8 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
       policy: config.overflowPolicy,
     },
     privateByDefault: config.privateByDefault,
+    // --insecure: the operator said this network is theirs; without a key everyone may then publish.
+    open: config.insecure,
     trustProxy: config.trustProxy,
     reauthLeadMs: config.reauthLead,
     corsOrigins: config.corsOrigin,

@@ -78,6 +78,14 @@ export default function Home() {
   return <DealerScores dealerId="STORE1" />;
 }
 `,
+  // The operator's mount, as a platform that vouches its callers are local would serve it: a hub
+  // without auth answers stats, metrics and the dashboard only to this machine.
+  'app/api/local/[...path]/route.ts': `import { webHandler } from 'herald/web';
+import { herald } from '@/lib/herald';
+
+const handler = webHandler(herald, { basePath: '/api/local', clientAddress: () => '127.0.0.1' });
+export { handler as GET };
+`,
   // Tells which edition of lib/herald.ts the server runs: the dev test edits it to set 2.
   'app/api/edition/route.ts': `import '@/lib/herald';
 
@@ -258,16 +266,22 @@ async function checkProduction(): Promise<void> {
     await receives(stream, 1, id, 66);
     stream.close();
 
-    // The full mount serves the dashboard from the bundle: no file is read at run time.
-    const page = await fetch(`${url}/api/herald/dashboard`);
+    // Without auth, the full mount keeps the operator's pages from a caller it cannot place.
+    for (const path of ['dashboard', 'metrics']) {
+      const refused = await fetch(`${url}/api/herald/${path}`);
+      assert.equal(refused.status, 403, path);
+      assert.equal(((await refused.json()) as { code: string }).code, 'loopback-only');
+    }
+    // The dashboard comes from the bundle: no file is read at run time.
+    const page = await fetch(`${url}/api/local/dashboard`);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<title>Herald dashboard<\/title>/);
-    const script = await fetch(`${url}/api/herald/dashboard/app.js`);
+    const script = await fetch(`${url}/api/local/dashboard/app.js`);
     assert.equal(script.status, 200);
     assert.match(String(script.headers.get('content-type')), /^text\/javascript/);
     assert.ok((await script.text()).length > 1000);
     // prom-client, loaded on first use, from the bundle.
-    const metrics = await fetch(`${url}/api/herald/metrics`);
+    const metrics = await fetch(`${url}/api/local/metrics`);
     const exposition = await metrics.text();
     assert.equal(metrics.status, 200, exposition.slice(0, 4000));
     assert.match(exposition, /^herald_connections/m);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import { serve } from '@hono/node-server';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { createHerald, type Herald } from '../../src/herald.ts';
 import { webHandler } from '../../src/http/web.ts';
 import { sleep } from '../helpers/server.ts';
@@ -37,10 +37,15 @@ async function assertProblem(response: Response, status: number, code: string): 
 /** Hono on @hono/node-server with Herald under /api/herald, on a free loopback port. */
 async function startHono(t: TestContext) {
   const herald = createHerald({ heartbeatMs: 60_000, maxBodyBytes: MAX_BODY_BYTES });
-  const handler = webHandler(herald, { basePath: '/api/herald' });
+  // @hono/node-server knows the socket: with the peer's address, an open hub knows it is local.
+  const handler = (c: Context) =>
+    webHandler(herald, {
+      basePath: '/api/herald',
+      clientAddress: () => (c.env as { incoming: IncomingMessage }).incoming.socket.remoteAddress,
+    })(c.req.raw);
   const app = new Hono();
   app.get('/', (c) => c.text('the app'));
-  app.all('/api/herald/*', (c) => handler(c.req.raw));
+  app.all('/api/herald/*', handler);
   let server: Server | undefined;
   const port = await new Promise<number>((resolve) => {
     server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) =>
@@ -203,7 +208,8 @@ class BodyReader {
 describe('webHandler called directly, as a Next.js App Router route handler', () => {
   // app/api/herald/[...path]/route.ts: `export const GET = handler; export const POST = handler;`
   function route(t: TestContext) {
-    const herald = createHerald({ heartbeatMs: 60_000 });
+    // A route handler's Request carries no address: this app says its network is its own.
+    const herald = createHerald({ heartbeatMs: 60_000, open: true });
     t.after(() => herald.close());
     const handler = webHandler(herald, { basePath: '/api/herald' });
     const GET = handler;
@@ -308,5 +314,59 @@ describe('webHandler called directly, as a Next.js App Router route handler', ()
     const response = await GET(new Request('http://localhost:3000/v1/events?topic=orders'));
     await assertProblem(response, 404, 'not-found');
     assert.equal((await herald.stats()).connections.total, 0);
+  });
+});
+
+describe('an embedded hub without authentication', () => {
+  test('answers publishes, stream changes, stats, metrics and the dashboard only on this machine', async (t) => {
+    const herald = createHerald({ heartbeatMs: 60_000 });
+    t.after(() => herald.close());
+    const from = (address: string | undefined) =>
+      webHandler(herald, { basePath: '/api/herald', clientAddress: () => address });
+    const publish = (address: string | undefined) =>
+      from(address)(
+        new Request('http://hub.example/api/herald/v1/publish', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ topic: 'orders', data: 1 }),
+        }),
+      );
+    for (const address of [undefined, '203.0.113.9', '::ffff:10.0.0.1']) {
+      const refused = await publish(address);
+      const problem = await assertProblem(refused, 403, 'loopback-only');
+      assert.match(problem.detail, /open: true/);
+      for (const path of ['v1/stats', 'metrics', 'dashboard']) {
+        const answer = await from(address)(new Request(`http://hub.example/api/herald/${path}`));
+        await assertProblem(answer, 403, 'loopback-only');
+      }
+      // Anyone may still subscribe, but not as an admin of every tenant.
+      const stream = await from(address)(new Request('http://hub.example/api/herald/v1/events?topic=orders'));
+      assert.equal(stream.status, 200);
+      await stream.body?.cancel();
+      const all = await from(address)(
+        new Request('http://hub.example/api/herald/v1/events?topic=x&tenant=*'),
+      );
+      await assertProblem(all, 403, 'tenant-forbidden');
+    }
+    for (const address of ['127.0.0.1', '::1', '::ffff:127.0.0.1']) {
+      assert.equal((await publish(address)).status, 202, address);
+    }
+  });
+
+  test('open: true lets every client publish; dashboard: false and metrics: false serve neither', async (t) => {
+    const herald = createHerald({ heartbeatMs: 60_000, open: true, dashboard: false, metrics: false });
+    t.after(() => herald.close());
+    const handler = webHandler(herald, { clientAddress: () => '203.0.113.9' });
+    const published = await handler(
+      new Request('http://hub.example/v1/publish', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ topic: 'orders', data: 1 }),
+      }),
+    );
+    assert.equal(published.status, 202);
+    assert.equal((await handler(new Request('http://hub.example/dashboard'))).status, 404);
+    assert.equal((await handler(new Request('http://hub.example/metrics'))).status, 404);
+    assert.equal((await handler(new Request('http://hub.example/v1/stats'))).status, 200);
   });
 });
