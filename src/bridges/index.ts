@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { loadOptionalPeer } from '../brokers/optional-peer.ts';
 import type { Herald } from '../herald.ts';
 import type { NatsBridge } from './nats-bridge.ts';
 import { type BridgeCounters, type BridgeError, Pump } from './pump.ts';
@@ -139,24 +140,27 @@ export async function startBridges(
   const redisPumps = withPumps(redisSpecs);
   const natsPumps = withPumps(natsSpecs);
 
-  // Client libraries load only for the sources in use.
+  // Client libraries load only for the sources in use (optional peer dependencies of herald).
   const [redis, nats] = await Promise.allSettled([
     redisPumps.length === 0
       ? undefined
-      : import('./redis-bridge.ts').then(({ RedisBridge }) =>
-          RedisBridge.start(redisPumps, {
-            url: options.redisUrl as string,
-            nodeId,
-            leaseMs: settings.leaseMs,
-            renewEveryMs: settings.renewEveryMs,
-            connectTimeoutMs: settings.connectTimeoutMs,
-            leasePrefix: settings.leasePrefix,
-            report,
-          }),
+      : loadOptionalPeer(() => import('./redis-bridge.ts'), 'a redis: bridge', ['redis']).then(
+          ({ RedisBridge }) =>
+            RedisBridge.start(redisPumps, {
+              url: options.redisUrl as string,
+              nodeId,
+              leaseMs: settings.leaseMs,
+              renewEveryMs: settings.renewEveryMs,
+              connectTimeoutMs: settings.connectTimeoutMs,
+              leasePrefix: settings.leasePrefix,
+              report,
+            }),
         ),
     natsPumps.length === 0
       ? undefined
-      : import('./nats-bridge.ts').then(({ NatsBridge }) =>
+      : loadOptionalPeer(() => import('./nats-bridge.ts'), 'a nats: bridge', [
+          '@nats-io/transport-node',
+        ]).then(({ NatsBridge }) =>
           NatsBridge.start(natsPumps, {
             url: options.natsUrl as string,
             nodeId,

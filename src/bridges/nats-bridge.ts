@@ -1,7 +1,14 @@
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { redactUrl } from '../brokers/redact-url.ts';
 import { withTimeout } from '../brokers/with-timeout.ts';
 import { BridgeError, type Pump } from './pump.ts';
+
+// The client is an optional peer dependency, loaded at run time by Node from the app's
+// node_modules: the comments keep app bundlers (Next.js) from resolving it at build time, where
+// an app on the memory broker does not have it.
+const { connect } = await import(
+  /* webpackIgnore: true */ /* turbopackIgnore: true */ '@nats-io/transport-node'
+);
 
 /*
  * NATS core subjects → Herald.

@@ -1,7 +1,12 @@
-import { createClient, type RedisClientType } from 'redis';
+import type { RedisClientType } from 'redis';
 import { redactUrl } from '../brokers/redact-url.ts';
 import { withTimeout } from '../brokers/with-timeout.ts';
 import { BridgeError, type Pump } from './pump.ts';
+
+// The client is an optional peer dependency, loaded at run time by Node from the app's
+// node_modules: the comments keep app bundlers (Next.js) from resolving it at build time, where
+// an app on the memory broker does not have it.
+const { createClient } = await import(/* webpackIgnore: true */ /* turbopackIgnore: true */ 'redis');
 
 /*
  * Redis pub/sub → Herald.

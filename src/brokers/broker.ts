@@ -11,8 +11,13 @@ export interface Broker {
   /**
    * Starts the live feed: from now on every appended event, from any node, is passed to `feed`
    * once, in log order. Resolves with the position of the log's head, which the feed starts after.
+   * `onReset` is told, in feed order (after the old log's last event, before the new log's first),
+   * when the log was lost or replaced and a new one begins after `from`: events accepted before
+   * may be gone. Brokers whose log cannot be lost without the process (memory) never call it.
    */
-  start(feed: (events: readonly HeraldEvent[]) => void): Promise<string>;
+  start(feed: (events: readonly HeraldEvent[]) => void, onReset?: (from: string) => void): Promise<string>;
+  /** Why this broker's setup can lose accepted events, for the operator at start; undefined: it cannot. */
+  persistenceWarning?(): Promise<string | undefined>;
   /** Appends drafts in order and gives each its id and position. */
   append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]>;
   /**

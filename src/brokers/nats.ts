@@ -1,28 +1,39 @@
-import {
-  AckPolicy,
-  type Consumer,
-  type ConsumerMessages,
-  DeliverPolicy,
-  DiscardPolicy,
-  JetStreamApiError,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-  jetstreamManager,
-  RetentionPolicy,
-  StorageType,
-  type StoredMsg,
-  type StreamConfig,
-  type StreamInfo,
+import { createHash } from 'node:crypto';
+import type {
+  Consumer,
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+  StoredMsg,
+  StreamConfig,
+  StreamInfo,
 } from '@nats-io/jetstream';
-import { type KV, Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection, nanos, nuid } from '@nats-io/transport-node';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
 import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
-import { decodeEvent, encodeDraft, toEvent } from './codec.ts';
+import { chosenIdKey, decodeEvent, encodeDraft, toEvent } from './codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from './memory.ts';
 import { withTimeout } from './with-timeout.ts';
+
+// The client is an optional peer dependency, loaded at run time by Node from the app's
+// node_modules: the comments keep app bundlers (Next.js) from resolving it at build time, where
+// an app on the memory broker does not have it.
+const {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} = await import(/* webpackIgnore: true */ /* turbopackIgnore: true */ '@nats-io/jetstream');
+const { Kvm } = await import(/* webpackIgnore: true */ /* turbopackIgnore: true */ '@nats-io/kv');
+const { connect, nanos, nuid } = await import(
+  /* webpackIgnore: true */ /* turbopackIgnore: true */ '@nats-io/transport-node'
+);
 
 export interface NatsBrokerOptions {
   /** `nats://host:port`, or several for a cluster. */
@@ -60,19 +71,46 @@ const POSITION = /^(?:0|[1-9][0-9]{0,15})$/;
 const MAX_ID_BYTES = 1024;
 /** What a claimed id maps to until its event has a sequence. */
 const PENDING = '';
+/** KV keys longer than this (a long tenant and a long id) are hashed: a subject has a length limit. */
+const MAX_KEY_CHARS = 1024;
+/** Where a log's description says which sequence its epoch starts after (see `createStream`). */
+const EPOCH_START = /epoch starts after sequence (\d{1,16})/;
+/** How long a node that knew the log waits, once it is gone, before making it anew (see `createStream`). */
+const RECREATE_DELAY_MS = 1000;
+/** How long a node waits for another to finish making the log before it finishes it itself. */
+const TAKEOVER_MS = 3000;
+
+/**
+ * Which incarnation of the log: the stream's creation time (a stream deleted and made again, or
+ * lost with a server's store, is another one), and the sequence every message of it comes after.
+ */
+interface Epoch {
+  readonly id: string;
+  readonly start: number;
+}
 
 /** What `open()` sets up once: the connection and the JetStream handles that live on it. */
 interface Link {
   readonly nc: NatsConnection;
   readonly jsm: JetStreamManager;
   readonly js: JetStreamClient;
-  readonly ids: KV;
+  /** Opened again when the log is made anew: a wiped server lost the bucket with it. */
+  ids: KV;
 }
 
 /**
  * The log on NATS JetStream. One stream is the log: positions and ids are stream sequence numbers
  * (`"42"`), retention is the stream's MaxMsgs and MaxAge, and every node follows the stream with an
  * ordered consumer. Publisher-chosen ids live in a KV bucket, id → sequence, with the same MaxAge.
+ *
+ * Resets: a log deleted and made again, or lost with a server's store (memory storage, a wiped
+ * disk), is another stream, with another creation time: its epoch. Herald makes a missing log
+ * anew (any node, whichever notices first) with sequences that start past anything the old one can
+ * have held (past what the node saw, and past the clock in microseconds), and writes that start
+ * in the stream's description. A node's feed checks the stream whenever a message is not the next
+ * sequence, after a reconnection, and when its consumer loses the stream; on a new epoch it
+ * reports the reset once, calls `onReset`, and follows the new log from its start. `locate`
+ * answers `reset` for a sequence before the current epoch.
  *
  * Subjects: every event goes to one subject, `<stream>.events` (e.g. `herald.events`), because the
  * hub wants the whole log, in one order, on every node. Sharding by tenant would publish to
@@ -86,6 +124,8 @@ export class NatsBroker implements Broker {
   private readonly servers: string | string[];
   private readonly stream: string;
   private readonly subject: string;
+  /** The subject of a log being made: nothing is published to it, so nothing lands before its start. */
+  private readonly initSubject: string;
   private readonly bucket: string;
   private readonly maxEvents: number;
   private readonly maxAgeMs: number;
@@ -98,8 +138,19 @@ export class NatsBroker implements Broker {
   private closed = false;
 
   private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
+  private onReset: ((from: string) => void) | undefined;
   /** The last sequence fed: the feed resumes after it, and never feeds it or anything before again. */
   private fedSeq = 0;
+  /** The newest epoch learned from the stream. */
+  private epoch: Epoch | undefined;
+  /** The furthest sequence known in `epoch`: a new log starts past it. */
+  private seen = 0;
+  /** The epoch the feed follows; it moves to `epoch` when the feed restarts. */
+  private feedEpoch: Epoch | undefined;
+  /** Messages received while the feed checks the stream (one was not the next sequence). */
+  private held: JsMsg[] | undefined;
+  /** One making-anew of the log at a time. */
+  private recovering: Promise<StreamInfo> | undefined;
   /** Events received in the current tick, fed together at its end. */
   private batch: HeraldEvent[] = [];
   private flushQueued = false;
@@ -117,39 +168,73 @@ export class NatsBroker implements Broker {
       throw new RangeError(`stream name "${this.stream}" may only hold letters, digits, "_" and "-"`);
     }
     this.subject = `${this.stream.toLowerCase()}.events`;
+    this.initSubject = `${this.stream.toLowerCase()}.initializing`;
     this.bucket = `${this.stream}_IDS`;
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
     this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
     this.onError = options.onError ?? (() => {});
   }
 
-  async start(feed: (events: readonly HeraldEvent[]) => void): Promise<string> {
+  /**
+   * Starts the feed. `onReset`, when given, is called in feed order when the feed leaves a log
+   * that was lost or replaced: after every message of the old log it passes on, before any of the
+   * new one, with the position the new log starts after.
+   */
+  async start(
+    feed: (events: readonly HeraldEvent[]) => void,
+    onReset?: (from: string) => void,
+  ): Promise<string> {
     const link = await this.ready();
     try {
-      const head = (await this.info(link)).state.last_seq;
+      const head = (await this.state(link)).state.last_seq;
       this.feed = feed;
+      this.onReset = onReset;
       this.fedSeq = head;
+      this.feedEpoch = this.epoch;
       await this.follow(link);
       return String(head);
     } catch (error) {
       this.feed = undefined;
+      this.onReset = undefined;
       throw unavailable(error);
     }
   }
 
   async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
     if (drafts.length === 0) return [];
-    const seen = new Set<string>();
+    const taken = new Set<string>();
     for (const draft of drafts) {
       if (draft.id === undefined) continue;
       checkChosenId(draft.id);
       if (draft.reuseId === true) continue;
-      if (seen.has(draft.id)) throw duplicate(draft.id);
-      seen.add(draft.id);
+      // In the tenant's namespace: another tenant's ids are neither taken, moved nor confirmed.
+      const key = chosenIdKey(draft.tenant, draft.id);
+      if (taken.has(key)) throw duplicate(draft.id);
+      taken.add(key);
     }
     const bodies = drafts.map(encodeDraft);
     const link = await this.ready();
     this.checkConnected(link);
+    try {
+      return await this.appendOnce(link, drafts, bodies);
+    } catch (error) {
+      if (!(error instanceof LogMissing)) throw error;
+      // Nothing was stored: the log is gone (deleted, or lost with the server's store). Make it
+      // anew and try once more.
+      await this.recover(link);
+      try {
+        return await this.appendOnce(link, drafts, bodies);
+      } catch (again) {
+        throw again instanceof LogMissing ? unavailable(again.cause) : again;
+      }
+    }
+  }
+
+  private async appendOnce(
+    link: Link,
+    drafts: readonly EventDraft[],
+    bodies: readonly string[],
+  ): Promise<HeraldEvent[]> {
     const maxPayload = link.nc.info?.max_payload;
     if (maxPayload !== undefined) {
       for (const body of bodies) {
@@ -169,7 +254,7 @@ export class NatsBroker implements Broker {
     const claimed = await Promise.allSettled(
       drafts.map(async (draft, i) => {
         if (draft.id === undefined || draft.reuseId === true) return;
-        claims.set(i, await this.claim(link, draft.id));
+        claims.set(i, await this.claim(link, draft.tenant, draft.id));
       }),
     );
     const refused = claimed.find((result) => result.status === 'rejected');
@@ -203,8 +288,9 @@ export class NatsBroker implements Broker {
       const ack = acks[i] as PromiseSettledResult<{ seq: number }>;
       if (draft.id === undefined || draft.reuseId !== true || ack.status !== 'fulfilled') return;
       const id = draft.id;
+      const key = keyOf(draft.tenant, id);
       reused = reused.then(() =>
-        link.ids.put(keyOf(id), String(ack.value.seq)).then(
+        link.ids.put(key, String(ack.value.seq)).then(
           () => {},
           (error: unknown) => this.onError(error, `recording the sequence of id "${id}"`),
         ),
@@ -213,6 +299,9 @@ export class NatsBroker implements Broker {
     await Promise.all([...recorded, reused, this.release(link, released)]);
 
     const failed = acks.findIndex((ack) => ack.status === 'rejected');
+    if (failed !== -1 && acks.every((ack) => ack.status === 'rejected' && isNoLog(ack.reason))) {
+      throw new LogMissing((acks[failed] as PromiseRejectedResult).reason);
+    }
     if (failed !== -1) {
       const stored = acks.filter((ack) => ack.status === 'fulfilled').length;
       const reason = (acks[failed] as PromiseRejectedResult).reason;
@@ -220,22 +309,26 @@ export class NatsBroker implements Broker {
       const partial = stored > 0 ? ` (${stored} of the ${drafts.length} events were stored)` : '';
       throw unavailable(reason, partial);
     }
-    return drafts.map((draft, i) =>
+    const events = drafts.map((draft, i) =>
       toEvent(draft, String((acks[i] as PromiseFulfilledResult<{ seq: number }>).value.seq)),
     );
+    this.saw(Number(events[events.length - 1]?.pos));
+    return events;
   }
 
-  async locate(id: string): Promise<Location> {
+  async locate(id: string, tenant: string): Promise<Location> {
     try {
       const link = await this.ready();
-      if (POSITION.test(id)) return where(Number(id), (await this.info(link)).state);
+      if (POSITION.test(id)) return where(Number(id), await this.state(link));
       if (id === '' || Buffer.byteLength(id) > MAX_ID_BYTES) return { kind: 'unknown' };
-      const [entry, info] = await Promise.all([link.ids.get(keyOf(id)), this.info(link)]);
+      // Looked up in the caller's tenant only: another tenant's id is not there, as if never issued.
+      const info = await this.state(link);
+      const entry = await link.ids.get(keyOf(tenant, id));
       if (entry === null || entry.operation !== 'PUT') return { kind: 'unknown' };
       const seq = sequence(entry.string());
       // Pending: its append is in flight, or failed between publishing and recording.
       if (seq === undefined) return { kind: 'unknown' };
-      return where(seq, info.state);
+      return where(seq, info);
     } catch (error) {
       throw unavailable(error);
     }
@@ -331,10 +424,26 @@ export class NatsBroker implements Broker {
     }
   }
 
+  /**
+   * What the stream's storage can lose, for the operator's log at start; undefined with file
+   * storage (a crash of nats-server loses nothing; see the operations docs for a machine's crash).
+   */
+  async persistenceWarning(): Promise<string | undefined> {
+    const { config } = await this.state(await this.ready());
+    if (config.storage !== StorageType.Memory) return undefined;
+    return (
+      `the JetStream stream ${this.stream} is kept in memory: a restart of its nats-server` +
+      `${config.num_replicas > 1 ? 's (all replicas)' : ''} loses the whole event history and the events not yet delivered. ` +
+      'Herald notices the lost log and tells resuming clients with herald.gap "reset", but those events are gone. ' +
+      'To lose nothing, use file storage'
+    );
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.feed = undefined;
+    this.onReset = undefined;
     clearTimeout(this.restartTimer);
     const link = await this.opening?.catch(() => undefined);
     if (link === undefined) return;
@@ -371,15 +480,11 @@ export class NatsBroker implements Broker {
     });
     try {
       const jsm = await jetstreamManager(nc, { timeout: API_TIMEOUT_MS });
-      await this.ensureStream(jsm);
+      const info = await this.ensureStream(jsm);
       const js = jsm.jetstream();
-      const ids = await new Kvm(js).create(this.bucket, {
-        history: 1,
-        ttl: this.maxAgeMs,
-        storage: StorageType.File,
-      });
-      await this.ensureBucketAge(jsm);
+      const ids = await this.openBucket(jsm, js);
       const link: Link = { nc, jsm, js, ids };
+      this.learn(info);
       if (this.closed) throw new Error('closed while connecting');
       this.link = link;
       this.connected = true;
@@ -391,8 +496,19 @@ export class NatsBroker implements Broker {
     }
   }
 
+  /** The bucket of chosen ids, made when missing, its TTL following `maxAgeMs`. */
+  private async openBucket(jsm: JetStreamManager, js: JetStreamClient): Promise<KV> {
+    const ids = await new Kvm(js).create(this.bucket, {
+      history: 1,
+      ttl: this.maxAgeMs,
+      storage: StorageType.File,
+    });
+    await this.ensureBucketAge(jsm);
+    return ids;
+  }
+
   /** Creates the stream, or brings an existing one to this node's limits. */
-  private async ensureStream(jsm: JetStreamManager): Promise<void> {
+  private async ensureStream(jsm: JetStreamManager): Promise<StreamInfo> {
     const wanted = {
       subjects: [this.subject],
       retention: RetentionPolicy.Limits,
@@ -409,16 +525,9 @@ export class NatsBroker implements Broker {
       info = await jsm.streams.info(this.stream);
     } catch (error) {
       if (!isApiError(error, 10059)) throw error;
-      try {
-        await jsm.streams.add({ name: this.stream, storage: StorageType.File, ...wanted });
-        return;
-      } catch (addError) {
-        // Another node created it meanwhile, with other limits: update it as below.
-        info = await jsm.streams.info(this.stream).catch(() => {
-          throw addError;
-        });
-      }
+      info = await this.createStream(jsm, wanted);
     }
+    if (this.initializing(info)) info = await this.awaitStream(jsm, info);
     const config = info.config;
     const same =
       config.subjects?.length === 1 &&
@@ -429,7 +538,146 @@ export class NatsBroker implements Broker {
       config.max_age === wanted.max_age &&
       config.duplicate_window === wanted.duplicate_window &&
       config.allow_direct === true;
-    if (!same) await jsm.streams.update(this.stream, wanted);
+    return same ? info : await jsm.streams.update(this.stream, wanted);
+  }
+
+  /**
+   * Makes the log, its sequences starting past anything an old log of this name can have held:
+   * past what this node saw, and past the clock in microseconds (a log outruns it only at a
+   * million events a second). JetStream sets a first sequence only by purging (`first_seq` is
+   * nats-server 2.10), so the stream is made on a subject nobody publishes to, with its start in
+   * the description, and its maker then sets the sequence and the subject (`finishStream`).
+   * Other nodes wait for that (`awaitStream`).
+   */
+  private async createStream(jsm: JetStreamManager, wanted: Partial<StreamConfig>): Promise<StreamInfo> {
+    if (this.epoch !== undefined) {
+      // nats-server (2.9) removes a deleted stream's files after it has answered: a stream of the
+      // same name made at once can find its store removed under it, and never deliver a message.
+      await new Promise((resolve) => setTimeout(resolve, RECREATE_DELAY_MS));
+      try {
+        return await jsm.streams.info(this.stream); // another node made it meanwhile
+      } catch (error) {
+        if (!isApiError(error, 10059)) throw error;
+      }
+    }
+    const start = Math.max(this.seen, Date.now() * 1000);
+    // Unique to this attempt: an add succeeds again for an identical config, and only one maker may finish.
+    const description = `Herald event log; epoch starts after sequence ${start} (made by ${nuid.next()})`;
+    let info: StreamInfo;
+    try {
+      info = await jsm.streams.add({
+        name: this.stream,
+        storage: StorageType.File,
+        ...wanted,
+        subjects: [this.initSubject],
+        description,
+      });
+    } catch (error) {
+      // Another node made it meanwhile: its maker finishes it.
+      return await jsm.streams.info(this.stream).catch(() => {
+        throw error;
+      });
+    }
+    return info.config.description === description ? await this.finishStream(jsm) : info;
+  }
+
+  /**
+   * Sets a half-made log's first sequence, then its subject. Only while it is half made: once it
+   * takes events, no purge has any business with it.
+   */
+  private async finishStream(jsm: JetStreamManager): Promise<StreamInfo> {
+    const info = await jsm.streams.info(this.stream);
+    if (!this.initializing(info)) return info;
+    const start = epochOf(info).start;
+    // Nothing can be in it below the start: purging up to it only moves the next sequence there.
+    if (info.state.last_seq < start) await jsm.streams.purge(this.stream, { seq: start + 1 });
+    return await jsm.streams.update(this.stream, { subjects: [this.subject] });
+  }
+
+  /** Waits for another node to finish the log it made; finishes it when that node seems gone. */
+  private async awaitStream(jsm: JetStreamManager, info: StreamInfo): Promise<StreamInfo> {
+    const deadline = Date.now() + TAKEOVER_MS;
+    while (this.initializing(info) && Date.now() < deadline && !this.closed) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      info = await jsm.streams.info(this.stream);
+    }
+    return this.initializing(info) ? await this.finishStream(jsm) : info;
+  }
+
+  private initializing(info: StreamInfo): boolean {
+    return info.config.subjects?.length === 1 && info.config.subjects[0] === this.initSubject;
+  }
+
+  /**
+   * The stream's info, the log made anew when it is gone; learns its epoch (which moves the feed
+   * to a new one).
+   */
+  private async state(link: Link): Promise<StreamInfo> {
+    let info: StreamInfo;
+    try {
+      info = await this.info(link);
+    } catch (error) {
+      if (!isApiError(error, 10059)) throw error;
+      info = await this.recover(link);
+    }
+    if (this.initializing(info)) info = await this.recover(link);
+    this.learn(info);
+    return info;
+  }
+
+  /** Makes the log (and its bucket) anew after it was lost; one at a time. */
+  private recover(link: Link): Promise<StreamInfo> {
+    this.recovering ??= (async () => {
+      const info = await this.ensureStream(link.jsm);
+      if (epochOf(info).id !== this.epoch?.id) link.ids = await this.openBucket(link.jsm, link.js);
+      this.learn(info);
+      return info;
+    })().finally(() => {
+      this.recovering = undefined;
+    });
+    return this.recovering;
+  }
+
+  /** Takes in the stream's epoch and how far it goes; a new epoch restarts a running feed on it. */
+  private learn(info: StreamInfo): void {
+    const epoch = epochOf(info);
+    if (epoch.id !== this.epoch?.id) {
+      this.epoch = epoch;
+      this.seen = epoch.start;
+      if (this.messages !== undefined && this.feedEpoch?.id !== epoch.id) this.restartFeed();
+    }
+    this.saw(info.state.last_seq);
+  }
+
+  private saw(seq: number): void {
+    if (Number.isSafeInteger(seq) && seq > this.seen) this.seen = seq;
+  }
+
+  /**
+   * Looks at the stream after a reconnection, or when the consumer lost it: a log made anew moves
+   * the feed (see `learn`); one that went back (a server restarted on a store that had not yet
+   * written the last messages) is reported, and the feed goes on from where it now ends.
+   */
+  private checkSoon(): void {
+    // While the server is away there is nothing to ask; its return is checked (see `watch`).
+    if (this.closed || this.feed === undefined || !this.connected) return;
+    this.ready()
+      .then(async (link) => {
+        // What was fed before asking: the answer's last sequence is at least that, unless it went back.
+        const fed = this.fedSeq;
+        const info = await this.state(link);
+        if (this.feedEpoch?.id !== this.epoch?.id || info.state.last_seq >= fed) return;
+        this.onError(
+          new Error(
+            `the stream ${this.stream} went back from sequence ${fed} to ${info.state.last_seq}: ` +
+              'the events after it that this node delivered are no longer in the log',
+          ),
+          'log went back',
+        );
+        this.fedSeq = info.state.last_seq;
+        this.restartFeed();
+      })
+      .catch((error: unknown) => this.onError(error, 'checking the nats log'));
   }
 
   /** `Kvm.create` opens an existing bucket as it is: its TTL must follow `maxAgeMs` too. */
@@ -453,6 +701,8 @@ export class NatsBroker implements Broker {
             this.onError(new Error(`lost the connection to ${status.server}`), 'nats connection');
         } else if (status.type === 'reconnect') {
           this.connected = true;
+          // The server may have restarted without its store, or from an older one.
+          this.checkSoon();
         } else if (status.type === 'error') {
           this.onError(status.error, 'nats connection');
         }
@@ -505,6 +755,11 @@ export class NatsBroker implements Broker {
   private async follow(link: Link): Promise<void> {
     const token = Symbol('feed');
     this.feedToken = token;
+    this.held = undefined;
+    // The log may have been made anew since the feed last followed it.
+    await this.state(link);
+    if (this.closed || this.feedToken !== token) return;
+    this.enterEpoch();
     const consumer = await link.js.consumers.get(this.stream, {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: this.fedSeq + 1,
@@ -514,7 +769,7 @@ export class NatsBroker implements Broker {
       expires: FEED_EXPIRES_MS,
       // A consumer that was replaced may still hand over what it had in hand: ignore it.
       callback: (message) => {
-        if (this.feedToken === token) this.receive(message);
+        if (this.feedToken === token) this.receive(message, token);
       },
     });
     if (this.closed || this.feedToken !== token) {
@@ -525,7 +780,9 @@ export class NatsBroker implements Broker {
     this.consumer = consumer;
     this.messages = messages;
     this.restartDelayMs = 250;
-    this.observe(messages, consumer);
+    this.observe(messages);
+    // A new epoch learned while the consumer was being made: follow it instead.
+    if (this.epoch?.id !== this.feedEpoch?.id) this.restartFeed();
     messages.closed().then((error) => {
       if (this.messages !== messages || this.closed) return;
       this.messages = undefined;
@@ -536,26 +793,68 @@ export class NatsBroker implements Broker {
     });
   }
 
-  private observe(messages: ConsumerMessages, consumer: Consumer): void {
+  private observe(messages: ConsumerMessages): void {
     (async () => {
       for await (const note of messages.status()) {
         if (note.type === 'ordered_consumer_recreated') {
           if (this.messages !== messages || this.closed) return;
-          this.messages = undefined;
-          this.consumer = undefined;
-          this.feedToken = undefined;
-          messages.stop();
           // The recreated consumer is the client's; the next one is ours, from what was fed.
-          consumer.delete().catch(() => {});
-          this.restartDelayMs = 0;
-          this.scheduleRestart();
+          this.restartFeed();
           return;
         }
         if (note.type === 'stream_not_found') {
           this.onError(new Error(`stream ${this.stream} not found`), 'nats feed');
+          this.checkSoon();
+        } else if (
+          (note.type === 'consumer_deleted' || note.type === 'heartbeats_missed') &&
+          this.messages === messages
+        ) {
+          // Deleted with its stream, perhaps: then the log is made anew now, not after the
+          // client has given up on heartbeats and recreated the consumer.
+          this.checkSoon();
         }
       }
     })().catch((error: unknown) => this.onError(error, 'nats feed status'));
+  }
+
+  /** Drops the consumer (and what it held) and follows again, at once, from what was fed. */
+  private restartFeed(): void {
+    const { messages, consumer } = this;
+    this.messages = undefined;
+    this.consumer = undefined;
+    this.feedToken = undefined;
+    this.held = undefined;
+    messages?.stop();
+    consumer?.delete().catch(() => {});
+    this.restartDelayMs = 0;
+    this.scheduleRestart();
+  }
+
+  /**
+   * Moves the feed to the newest epoch, in feed order: what was received of the old log first,
+   * then the report and `onReset`, then the new log from its start.
+   */
+  private enterEpoch(): void {
+    const next = this.epoch;
+    const left = this.feedEpoch;
+    if (next === undefined || left === undefined || next.id === left.id) return;
+    this.flush();
+    this.feedEpoch = next;
+    // A new stream holds nothing up to its start: follow it from there, whatever was fed before.
+    this.fedSeq = next.start;
+    this.onError(
+      new Error(
+        `the JetStream stream ${this.stream} was lost or replaced (deleted, or a server restarted without ` +
+          `its store); it goes on as a new log after sequence ${next.start}. Events appended before that and ` +
+          'not yet delivered by this node may be lost; clients resuming from before it are told with herald.gap "reset"',
+      ),
+      'log reset',
+    );
+    try {
+      this.onReset?.(String(next.start));
+    } catch (error) {
+      this.onError(error, 'reset callback');
+    }
   }
 
   private scheduleRestart(): void {
@@ -587,11 +886,55 @@ export class NatsBroker implements Broker {
     }
   }
 
-  private receive(message: JsMsg): void {
+  private receive(message: JsMsg, token: symbol): void {
+    if (this.feed === undefined) return;
+    if (this.held !== undefined) {
+      this.held.push(message);
+      return;
+    }
+    if (message.seq === this.fedSeq + 1) {
+      this.accept(message);
+      return;
+    }
+    // Not the next sequence: one fed already (the consumer after a reconnect), a gap (trimmed
+    // while away, deleted), or a log made anew. Hold what comes until the stream says which.
+    this.held = [message];
+    this.verify(token).catch((error: unknown) => {
+      if (this.feedToken !== token) return;
+      this.onError(error, 'nats feed');
+      this.restartFeed();
+    });
+  }
+
+  private async verify(token: symbol): Promise<void> {
+    await this.state(await this.ready());
+    // A new epoch restarted the feed (see `learn`): what was held is dropped with the old consumer.
+    if (this.feedToken !== token) return;
+    if (this.epoch?.id !== this.feedEpoch?.id) {
+      this.restartFeed();
+      return;
+    }
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const message of held) {
+      if (message.seq <= this.fedSeq) continue; // fed once, whatever the consumer does
+      if (message.seq > this.fedSeq + 1) {
+        this.onError(
+          new Error(
+            `the feed lost the events after ${this.fedSeq} up to ${message.seq - 1}: ` +
+              'no longer in the stream when this node read it',
+          ),
+          'feed gap',
+        );
+      }
+      this.accept(message);
+    }
+  }
+
+  private accept(message: JsMsg): void {
     const seq = message.seq;
-    // Whatever the consumer does after a reconnect, a sequence is fed once.
-    if (seq <= this.fedSeq || this.feed === undefined) return;
     this.fedSeq = seq;
+    this.saw(seq);
     const event = this.decode(message);
     if (event === undefined) return;
     this.batch.push(event);
@@ -632,8 +975,8 @@ export class NatsBroker implements Broker {
   // ---- publisher-chosen ids
 
   /** Takes `id` for a new event, or refuses it with 409 while an event with that id is retained. */
-  private async claim(link: Link, id: string): Promise<Claim> {
-    const key = keyOf(id);
+  private async claim(link: Link, tenant: string, id: string): Promise<Claim> {
+    const key = keyOf(tenant, id);
     try {
       return { id, key, revision: await link.ids.create(key, PENDING) };
     } catch (error) {
@@ -672,7 +1015,11 @@ interface Claim {
 }
 
 /** Where a replay after `seq` stands: everything after it must still be in the stream. */
-function where(seq: number, state: { readonly first_seq: number; readonly last_seq: number }): Location {
+function where(seq: number, info: StreamInfo): Location {
+  const { state } = info;
+  // From a log that was lost or replaced: what followed it may be gone without trace.
+  const start = epochOf(info).start;
+  if (seq < start) return { kind: 'reset', from: String(start) };
   if (seq > state.last_seq) return { kind: 'unknown' };
   if (seq < state.first_seq - 1) return { kind: 'expired', from: String(state.first_seq - 1) };
   return { kind: 'found', pos: String(seq) };
@@ -686,9 +1033,31 @@ function sequence(value: string): number | undefined {
   return POSITION.test(value) && value !== '0' ? Number(value) : undefined;
 }
 
-/** KV keys are subject tokens: `[-/_=.a-zA-Z0-9]`. Base64url keeps any id within them. */
-function keyOf(id: string): string {
-  return `i${Buffer.from(id).toString('base64url')}`;
+/**
+ * The KV key of a chosen id, in its tenant's namespace (`chosenIdKey`). KV keys are subject
+ * tokens, `[-/_=.a-zA-Z0-9]`: base64url keeps any id within them; a long one is hashed.
+ */
+function keyOf(tenant: string, id: string): string {
+  const key = Buffer.from(chosenIdKey(tenant, id)).toString('base64url');
+  return key.length < MAX_KEY_CHARS ? `i${key}` : `h${createHash('sha256').update(key).digest('base64url')}`;
+}
+
+/** The epoch of the stream `info` describes. */
+function epochOf(info: StreamInfo): Epoch {
+  const start = EPOCH_START.exec(info.config.description ?? '')?.[1];
+  return { id: info.created, start: start === undefined ? 0 : Number(start) };
+}
+
+/** Nothing listens on the log's subject: the stream is gone. */
+function isNoLog(error: unknown): boolean {
+  return error instanceof Error && error.name === 'JetStreamNotEnabled';
+}
+
+/** An append that stored nothing because the log is gone. */
+class LogMissing extends Error {
+  constructor(cause: unknown) {
+    super('the log is gone', { cause });
+  }
 }
 
 function checkChosenId(id: string): void {

@@ -141,7 +141,16 @@ export class Hub implements SubscriberOwner {
     replayed: 0,
     gaps: 0,
     droppedEvents: 0,
-    closed: { client: 0, overflow: 0, lifetime: 0, idle: 0, expired: 0, shutdown: 0, error: 0 },
+    closed: {
+      client: 0,
+      overflow: 0,
+      lifetime: 0,
+      idle: 0,
+      expired: 0,
+      shutdown: 0,
+      error: 0,
+      reset: 0,
+    },
   };
   /** How long `broker.append` takes, per publish call. */
   readonly appendLatency = new LatencyHistogram();
@@ -167,6 +176,11 @@ export class Hub implements SubscriberOwner {
   private feedLagMs = 0;
   /** In-process readers of the feed, beside the subscribers (see `observe`). */
   private readonly observers: ((events: readonly HeraldEvent[]) => void)[] = [];
+  /**
+   * Streams that opened with a `reset` gap before this node's feed noticed that reset: when it
+   * does, they are not told twice. Rare, and forgotten with the stream.
+   */
+  private readonly toldOfReset = new WeakSet<Subscriber>();
   /** Wakes every long poll under way, so `close()` does not wait out their waits. */
   private readonly pollers = new Set<() => void>();
   /** Reused by every flush of a single event; flushes never overlap. */
@@ -179,7 +193,10 @@ export class Hub implements SubscriberOwner {
     this.options = { ...DEFAULT_HUB_OPTIONS, ...options };
     this.broker = broker;
     this.ready = broker
-      .start((events) => this.dispatch(events))
+      .start(
+        (events) => this.dispatch(events),
+        (from) => this.logReset(from),
+      )
       .then((head) => {
         this.cursor = head;
       });
@@ -315,6 +332,13 @@ export class Hub implements SubscriberOwner {
         replayFrom = location.from;
         resumeId = location.from ?? lastEventId;
         gap = location.kind;
+        if (
+          location.kind === 'reset' &&
+          location.from !== null &&
+          this.broker.compare(this.cursor, location.from) < 0
+        ) {
+          this.toldOfReset.add(subscriber);
+        }
       } else gap = 'unknown';
     }
 
@@ -409,6 +433,33 @@ export class Hub implements SubscriberOwner {
       } catch (error) {
         this.options.onError(error, 'a feed observer failed');
       }
+    }
+  }
+
+  /**
+   * The broker's log was lost or replaced: events accepted before may never reach anyone, so
+   * every stream is told. What the old log already dispatched goes out first. A stream that can
+   * take it now gets `herald.gap` (reason `reset`) with the new log's start as its id, so a
+   * reconnect resumes in the new log; any other (replaying, with a full socket, or a Mercure
+   * stream) is ended, and its client's resume from an id of the old log is answered with the same
+   * gap (Mercure's: everything the new log holds, `Last-Event-ID: earliest`).
+   */
+  private logReset(from: string): void {
+    this.cursor = from;
+    this.flush();
+    const now = Date.now();
+    for (const subscriber of [...this.subscribers.values()]) {
+      if (this.toldOfReset.has(subscriber)) {
+        this.toldOfReset.delete(subscriber);
+        continue;
+      }
+      const writable = subscriber.state === 'live' && !subscriber.blocked && subscriber.queuedEvents === 0;
+      // A Mercure stream knows no gap: its resume from an old id answers `earliest` instead.
+      if (subscriber.systemEvents && writable) {
+        const gap = { lastEventId: subscriber.lastSentId ?? null, reason: 'reset' };
+        subscriber.write([encodeSystemEvent('herald.gap', gap, from)], now);
+        this.counters.gaps++;
+      } else this.end(subscriber, 'reset');
     }
   }
 

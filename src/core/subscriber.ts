@@ -53,7 +53,16 @@ export interface Subscription {
 
 export type SubscriberState = 'replaying' | 'live' | 'closed';
 
-export type CloseReason = 'client' | 'overflow' | 'lifetime' | 'idle' | 'expired' | 'shutdown' | 'error';
+export type CloseReason =
+  | 'client'
+  | 'overflow'
+  | 'lifetime'
+  | 'idle'
+  | 'expired'
+  | 'shutdown'
+  | 'error'
+  /** The broker's log was lost or replaced: the client resumes and is told with `herald.gap`. */
+  | 'reset';
 
 /** The hub's side of the relationship, so a subscriber can hand transport events back to it. */
 export interface SubscriberOwner {

@@ -174,6 +174,9 @@ async function startHerald(
   const herald = createHerald({ ...options, broker });
   try {
     await herald.hub.whenReady();
+    // A broker that can lose what it acknowledged is the operator's choice to make knowingly.
+    const warning = await broker.persistenceWarning?.().catch(() => undefined);
+    if (warning !== undefined) logger?.warn({ broker: broker.kind }, warning);
     return herald;
   } catch (error) {
     await herald.close().catch(() => {});

@@ -132,14 +132,14 @@ export function brokerContract(backend: Backend): void {
     withLog('locate: found for what the log has, unknown for what it never had', {}, async (log) => {
       const { broker, head } = await feeding(log);
       const events = await broker.append([draft('a'), draft('b', { id: 'chosen-b' })]);
-      assert.deepEqual(await broker.locate((events[0] as HeraldEvent).id), {
+      assert.deepEqual(await broker.locate((events[0] as HeraldEvent).id, ''), {
         kind: 'found',
         pos: events[0]?.pos,
       });
-      assert.deepEqual(await broker.locate('chosen-b'), { kind: 'found', pos: events[1]?.pos });
-      assert.deepEqual(await broker.locate(head), { kind: 'found', pos: head });
+      assert.deepEqual(await broker.locate('chosen-b', ''), { kind: 'found', pos: events[1]?.pos });
+      assert.deepEqual(await broker.locate(head, ''), { kind: 'found', pos: head });
       for (const id of ['', 'garbage', 'never-issued', '99999999999999-0', '123456789']) {
-        const location = await broker.locate(id);
+        const location = await broker.locate(id, '');
         assert.notEqual(location.kind, 'found', JSON.stringify(id));
       }
     });
@@ -156,10 +156,10 @@ export function brokerContract(backend: Backend): void {
         // Brokers may trim lazily (Redis MAXLEN ~, JetStream): at least the bound is kept, and the oldest are gone.
         assert.ok(kept.length >= 3 && kept.length < 6, `kept ${kept.length}`);
         assert.deepEqual(ids(kept), ids(events.slice(6 - kept.length)));
-        assert.equal((await broker.locate(head)).kind, 'expired');
-        assert.equal((await broker.locate((events[0] as HeraldEvent).id)).kind, 'expired');
+        assert.equal((await broker.locate(head, '')).kind, 'expired');
+        assert.equal((await broker.locate((events[0] as HeraldEvent).id, '')).kind, 'expired');
         const lastKeptPredecessor = events[6 - kept.length - 1] as HeraldEvent;
-        assert.deepEqual(await broker.locate(lastKeptPredecessor.id), {
+        assert.deepEqual(await broker.locate(lastKeptPredecessor.id, ''), {
           kind: 'found',
           pos: lastKeptPredecessor.pos,
         });
@@ -184,7 +184,7 @@ export function brokerContract(backend: Backend): void {
       }
       assert.deepEqual(ids(kept), [fresh?.id]);
       assert.deepEqual(
-        await broker.locate(old?.id ?? ''),
+        await broker.locate(old?.id ?? '', ''),
         { kind: 'found', pos: old?.pos },
         'replay after old: fresh is all there is',
       );
@@ -204,6 +204,93 @@ export function brokerContract(backend: Backend): void {
       const stats = await broker.history();
       assert.equal(stats.size, 1);
     });
+
+    withLog(
+      "chosen ids live in their tenant's namespace: one id in two tenants names two events, each tenant's own",
+      {},
+      async (log) => {
+        const { broker, fed } = await feeding(log);
+        const [acme] = await broker.append([draft('a', { tenant: 'acme', id: 'urn:shared' })]);
+        const [globex] = await broker.append([draft('b', { tenant: 'globex', id: 'urn:shared' })]);
+        // In one batch too, and with tenant and id split differently around a separator.
+        const pair = await broker.append([
+          draft('c', { tenant: 'acme', id: 'urn:pair' }),
+          draft('d', { tenant: 'globex', id: 'urn:pair' }),
+          draft('e', { tenant: 'x', id: 'y:z' }),
+          draft('f', { tenant: 'x:y', id: 'z' }),
+        ]);
+        assert.deepEqual(await broker.locate('urn:shared', 'acme'), { kind: 'found', pos: acme?.pos });
+        assert.deepEqual(await broker.locate('urn:shared', 'globex'), { kind: 'found', pos: globex?.pos });
+        assert.deepEqual(await broker.locate('urn:pair', 'acme'), { kind: 'found', pos: pair[0]?.pos });
+        assert.deepEqual(await broker.locate('urn:pair', 'globex'), { kind: 'found', pos: pair[1]?.pos });
+        assert.deepEqual(await broker.locate('y:z', 'x'), { kind: 'found', pos: pair[2]?.pos });
+        assert.deepEqual(await broker.locate('z', 'x:y'), { kind: 'found', pos: pair[3]?.pos });
+        // Still unique within a tenant.
+        await assert.rejects(
+          broker.append([draft('again', { tenant: 'acme', id: 'urn:shared' })]),
+          (error: unknown) => error instanceof HeraldError && error.status === 409,
+        );
+        await assert.rejects(
+          broker.append([
+            draft('g', { tenant: 'initech', id: 'urn:twice' }),
+            draft('h', { tenant: 'initech', id: 'urn:twice' }),
+          ]),
+          (error: unknown) => error instanceof HeraldError && error.status === 409,
+        );
+        await until(() => fed.length >= 6, 'the feed');
+        await sleep(50);
+        assert.deepEqual(
+          fed.map((event) => [event.tenant, event.id, event.data]),
+          [
+            ['acme', 'urn:shared', 'a'],
+            ['globex', 'urn:shared', 'b'],
+            ['acme', 'urn:pair', 'c'],
+            ['globex', 'urn:pair', 'd'],
+            ['x', 'y:z', 'e'],
+            ['x:y', 'z', 'f'],
+          ],
+        );
+      },
+    );
+
+    withLog(
+      "another tenant's chosen id is unknown, exactly as an id never issued; a position answers the same to all",
+      {},
+      async (log) => {
+        const { broker } = await feeding(log);
+        const [secret] = await broker.append([
+          draft('secret', { tenant: 'acme', id: 'urn:acme-secret', private: true }),
+        ]);
+        const never = await broker.locate('urn:never-issued', 'globex');
+        assert.deepEqual(never, { kind: 'unknown' });
+        assert.deepEqual(await broker.locate('urn:acme-secret', 'globex'), never);
+        assert.deepEqual(await broker.locate('urn:acme-secret', ''), never);
+        assert.deepEqual(await broker.locate('urn:acme-secret', 'acme'), { kind: 'found', pos: secret?.pos });
+        // Positions are points of the shared log, not events: the same answer whoever asks.
+        const pos = secret?.pos ?? '';
+        assert.deepEqual(await broker.locate(pos, 'globex'), await broker.locate(pos, 'acme'));
+        assert.deepEqual(await broker.locate(pos, 'globex'), { kind: 'found', pos });
+      },
+    );
+
+    withLog(
+      "reusing an id moves only the reusing tenant's id; another tenant's stays on its event",
+      {},
+      async (log) => {
+        const { broker } = await feeding(log);
+        const [acme] = await broker.append([draft('a', { tenant: 'acme', id: 'urn:x' })]);
+        const [, globex] = await broker.append([
+          draft('b1', { tenant: 'globex', id: 'urn:x', reuseId: true }),
+          draft('b2', { tenant: 'globex', id: 'urn:x', reuseId: true }),
+        ]);
+        assert.deepEqual(await broker.locate('urn:x', 'acme'), { kind: 'found', pos: acme?.pos });
+        assert.deepEqual(await broker.locate('urn:x', 'globex'), { kind: 'found', pos: globex?.pos });
+        const [acme2] = await broker.append([draft('a2', { tenant: 'acme', id: 'urn:x', reuseId: true })]);
+        assert.deepEqual(await broker.locate('urn:x', 'acme'), { kind: 'found', pos: acme2?.pos });
+        assert.deepEqual(await broker.locate('urn:x', 'globex'), { kind: 'found', pos: globex?.pos });
+        assert.deepEqual(await broker.locate('urn:x', 'initech'), { kind: 'unknown' });
+      },
+    );
 
     withLog('close stops the feed', {}, async (log) => {
       const { broker, fed } = await feeding(log);
@@ -244,7 +331,7 @@ export function brokerContract(backend: Backend): void {
         }
         // What one node appended, another locates and replays.
         const some = appended[7] as HeraldEvent;
-        assert.deepEqual(await c.broker.locate(some.id), { kind: 'found', pos: some.pos });
+        assert.deepEqual(await c.broker.locate(some.id, ''), { kind: 'found', pos: some.pos });
       },
     );
 

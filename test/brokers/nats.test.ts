@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { NatsBroker, type NatsBrokerOptions } from '../../src/brokers/nats.ts';
 import { HeraldError } from '../../src/core/errors.ts';
@@ -40,6 +40,12 @@ interface Node {
   readonly broker: NatsBroker;
   readonly fed: HeraldEvent[];
   readonly errors: unknown[];
+  /** The context of every onError call. */
+  readonly contexts: string[];
+  /** Every position the node's `onReset` was called with. */
+  readonly resets: string[];
+  /** What the node passed on, in order: event ids, and `reset` where it left a log. */
+  readonly timeline: string[];
 }
 
 /**
@@ -48,7 +54,11 @@ interface Node {
  */
 function withNats(
   name: string,
-  body: (nats: PrivateNats, node: (options?: Partial<NatsBrokerOptions>) => Promise<Node>) => Promise<void>,
+  body: (
+    nats: PrivateNats,
+    node: (options?: Partial<NatsBrokerOptions>) => Promise<Node>,
+    stream: string,
+  ) => Promise<void>,
   timeout = 60_000,
 ) {
   return test(name, { timeout }, async () => {
@@ -56,20 +66,39 @@ function withNats(
     const stream = `HERALD_${randomBytes(4).toString('hex').toUpperCase()}`;
     const nodes: Node[] = [];
     try {
-      await body(nats, async (options = {}) => {
-        const errors: unknown[] = [];
-        const broker = new NatsBroker({
-          servers: nats.url,
-          stream,
-          onError: (error) => errors.push(error),
-          ...options,
-        });
-        const fed: HeraldEvent[] = [];
-        const node = { broker, fed, errors };
-        nodes.push(node);
-        await broker.start((events) => fed.push(...events));
-        return node;
-      });
+      await body(
+        nats,
+        async (options = {}) => {
+          const errors: unknown[] = [];
+          const contexts: string[] = [];
+          const broker = new NatsBroker({
+            servers: nats.url,
+            stream,
+            onError: (error, context) => {
+              errors.push(error);
+              contexts.push(context);
+            },
+            ...options,
+          });
+          const fed: HeraldEvent[] = [];
+          const resets: string[] = [];
+          const timeline: string[] = [];
+          const node = { broker, fed, errors, contexts, resets, timeline };
+          nodes.push(node);
+          await broker.start(
+            (events) => {
+              fed.push(...events);
+              timeline.push(...ids(events));
+            },
+            (from) => {
+              resets.push(from);
+              timeline.push('reset');
+            },
+          );
+          return node;
+        },
+        stream,
+      );
     } finally {
       await Promise.all(nodes.map((node) => node.broker.close()));
       await nats.dispose();
@@ -138,8 +167,8 @@ describe('NATS broker on a private nats-server', () => {
       // The log and the id mapping survived the restart; what was refused is not in it.
       const all = await a.broker.read(null, accepted.at(-1)?.pos ?? '', 1000);
       assert.deepEqual(ids(all), ids(accepted));
-      assert.deepEqual(await b.broker.locate('urn:before'), { kind: 'found', pos: accepted[10]?.pos });
-      assert.deepEqual(await a.broker.locate('urn:during'), { kind: 'unknown' });
+      assert.deepEqual(await b.broker.locate('urn:before', ''), { kind: 'found', pos: accepted[10]?.pos });
+      assert.deepEqual(await a.broker.locate('urn:during', ''), { kind: 'unknown' });
       await a.broker.append([draft('reuse', { id: 'urn:during' })]);
       assert.ok(a.errors.length > 0, 'the lost connection was reported through onError');
     },
@@ -156,17 +185,17 @@ describe('NATS broker on a private nats-server', () => {
     );
     const last = old.at(-1) as HeraldEvent;
     assert.deepEqual(await a.broker.read(null, last.pos, 10), []);
-    assert.equal((await a.broker.locate(old[0]?.pos ?? '')).kind, 'expired');
+    assert.equal((await a.broker.locate(old[0]?.pos ?? '', '')).kind, 'expired');
     // Nothing followed the last one: resuming after it loses nothing.
-    assert.deepEqual(await a.broker.locate(last.pos), { kind: 'found', pos: last.pos });
+    assert.deepEqual(await a.broker.locate(last.pos, ''), { kind: 'found', pos: last.pos });
     await eventually(
-      async () => assert.equal((await a.broker.locate('urn:old')).kind, 'unknown'),
+      async () => assert.equal((await a.broker.locate('urn:old', '')).kind, 'unknown'),
       'the chosen id to expire with its event',
       5000,
     );
     const [again] = await a.broker.append([draft('new', { id: 'urn:old' })]);
     assert.equal(again?.id, 'urn:old');
-    assert.deepEqual(await a.broker.locate('urn:old'), { kind: 'found', pos: again?.pos });
+    assert.deepEqual(await a.broker.locate('urn:old', ''), { kind: 'found', pos: again?.pos });
     const stats = await a.broker.history();
     assert.equal(stats.size, 1);
     assert.equal(stats.maxAgeMs, 1000);
@@ -262,7 +291,7 @@ describe('NATS broker on a private nats-server', () => {
       'x'.repeat(5000),
       '9'.repeat(40),
     ]) {
-      assert.notEqual((await a.broker.locate(id)).kind, 'found', JSON.stringify(id));
+      assert.notEqual((await a.broker.locate(id, '')).kind, 'found', JSON.stringify(id));
     }
   });
 
@@ -278,7 +307,7 @@ describe('NATS broker on a private nats-server', () => {
       const odd = 'urn:a.b>*/ é 🎉';
       const [event] = await a.broker.append([draft('odd', { id: odd })]);
       assert.equal(event?.id, odd);
-      assert.deepEqual(await a.broker.locate(odd), { kind: 'found', pos: event?.pos });
+      assert.deepEqual(await a.broker.locate(odd, ''), { kind: 'found', pos: event?.pos });
       const b = await node();
       await assert.rejects(
         b.broker.append([draft('again', { id: odd })]),
@@ -298,9 +327,9 @@ describe('NATS broker on a private nats-server', () => {
     const a = await node({ maxEvents: 2 });
     await a.broker.append([draft('first', { id: 'urn:reused' })]);
     await a.broker.append([draft('2'), draft('3'), draft('4')]);
-    assert.equal((await a.broker.locate('urn:reused')).kind, 'expired');
+    assert.equal((await a.broker.locate('urn:reused', '')).kind, 'expired');
     const [again] = await a.broker.append([draft('again', { id: 'urn:reused' })]);
-    assert.deepEqual(await a.broker.locate('urn:reused'), { kind: 'found', pos: again?.pos });
+    assert.deepEqual(await a.broker.locate('urn:reused', ''), { kind: 'found', pos: again?.pos });
   });
 });
 
@@ -318,4 +347,149 @@ test('start fails fast with 503 when NATS is unreachable, and close still works'
   assert.ok(Date.now() - started < 3000);
   assert.equal((await broker.health()).ok, false);
   await broker.close();
+});
+
+/** `count` events, one append each, from the nodes in turn. */
+async function appendEach(nodes: readonly Node[], label: string, count: number): Promise<HeraldEvent[]> {
+  const appended: HeraldEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    appended.push(...(await (nodes[i % nodes.length] as Node).broker.append([draft(`${label}-${i}`)])));
+  }
+  return appended;
+}
+
+/** Each node passed on exactly `timeline`: nothing lost, nothing twice, the reset where expected. */
+async function timelines(nodes: readonly Node[], timeline: readonly string[]): Promise<void> {
+  await until(
+    () => nodes.every((node) => node.timeline.length >= timeline.length),
+    'every node',
+    15_000,
+  ).catch(() => {});
+  await sleep(200); // anything extra (a duplicate) would arrive now
+  for (const node of nodes) assert.deepEqual(node.timeline, timeline);
+}
+
+async function admin<T>(
+  nats: PrivateNats,
+  body: (jsm: Awaited<ReturnType<typeof jetstreamManager>>) => Promise<T>,
+) {
+  const nc = await connect({ servers: nats.url });
+  try {
+    return await body(await jetstreamManager(nc));
+  } finally {
+    await nc.close();
+  }
+}
+
+describe('NATS broker: a log lost or made again is a new epoch, and every node follows it', () => {
+  withNats(
+    'the stream deleted: every node notices and makes it anew; resumes from before answer reset; the feeds go on with the new log once',
+    async (nats, node, stream) => {
+      const all = [await node(), await node(), await node()];
+      const [a, b, c] = all as [Node, Node, Node];
+      const before = await appendEach(all, 'before', 9);
+      before.push(...(await a.broker.append([draft('chosen', { tenant: 'acme', id: 'urn:before' })])));
+      await fedExactly(all, before);
+
+      await admin(nats, (jsm) => jsm.streams.delete(stream));
+      // Nobody appends: the nodes' consumers lose the stream, and the first to look makes it anew.
+      await until(() => all.every((n) => n.resets.length === 1), 'every node to notice the reset', 20_000);
+      const from = a.resets[0] as string;
+      assert.deepEqual([b.resets, c.resets], [[from], [from]], 'every node names the same new start');
+      assert.ok(Number(from) > Number(before.at(-1)?.pos), 'the new log starts past the old');
+      for (const n of all)
+        assert.equal(n.contexts.filter((x) => x === 'log reset').length, 1, 'reported once');
+      for (const event of before) {
+        assert.deepEqual(await c.broker.locate(event.pos, ''), { kind: 'reset', from }, event.pos);
+      }
+      // The bucket of chosen ids outlived the stream: its id names a position of the old log.
+      assert.deepEqual(await b.broker.locate('urn:before', 'acme'), { kind: 'reset', from });
+      assert.deepEqual(await b.broker.locate('urn:before', 'globex'), { kind: 'unknown' });
+
+      const after = await appendEach(all, 'after', 9);
+      after.push(...(await b.broker.append([draft('chosen again', { tenant: 'acme', id: 'urn:before' })])));
+      await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+      assert.equal(Number(after[0]?.pos), Number(from) + 1);
+      assert.deepEqual(ids(await a.broker.read(from, after.at(-1)?.pos ?? '', 100)), ids(after));
+      assert.deepEqual(await a.broker.locate(from, ''), { kind: 'found', pos: from });
+      assert.deepEqual(await c.broker.locate('urn:before', 'acme'), {
+        kind: 'found',
+        pos: after.at(-1)?.pos,
+      });
+    },
+  );
+
+  withNats(
+    'the stream deleted under traffic: the next append makes it anew, is accepted, and every node feeds it once',
+    async (nats, node, stream) => {
+      const all = [await node(), await node()];
+      const [a, b] = all as [Node, Node];
+      const before = await appendEach(all, 'before', 5);
+      await fedExactly(all, before);
+      await admin(nats, (jsm) => jsm.streams.delete(stream));
+      const after = await appendEach(all, 'after', 8);
+      await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+      assert.deepEqual(b.resets, a.resets);
+    },
+  );
+
+  withNats(
+    'nats-server restarted with its store lost: every node makes the log and its ids anew and follows it',
+    async (nats, node) => {
+      const all = [await node(), await node()];
+      const [a, b] = all as [Node, Node];
+      const before = await appendEach(all, 'before', 5);
+      before.push(...(await a.broker.append([draft('chosen', { tenant: 'acme', id: 'urn:x' })])));
+      await fedExactly(all, before);
+
+      await nats.restartEmpty();
+      await until(() => all.every((n) => n.resets.length === 1), 'every node to notice the reset', 30_000);
+      const from = a.resets[0] as string;
+      assert.deepEqual(b.resets, [from]);
+      assert.deepEqual(await b.broker.locate(before[2]?.pos ?? '', ''), { kind: 'reset', from });
+      // The ids went with the store: the chosen id is unknown, and free again.
+      assert.deepEqual(await b.broker.locate('urn:x', 'acme'), { kind: 'unknown' });
+      const after = await eventually(
+        () => b.broker.append([draft('chosen again', { tenant: 'acme', id: 'urn:x' })]),
+        'appending',
+      );
+      after.push(...(await appendEach(all, 'after', 6)));
+      await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+      assert.deepEqual(await a.broker.locate('urn:x', 'acme'), { kind: 'found', pos: after[0]?.pos });
+    },
+  );
+
+  withNats(
+    'a stream made again by hand from sequence 1: the feeds notice the repeated sequences and follow it from its start',
+    async (nats, node, stream) => {
+      // Through a proxy, cut while the stream is replaced: otherwise the nodes make it anew first.
+      const proxy = await startProxy(nats.port);
+      try {
+        const all = [await node({ servers: proxy.url }), await node({ servers: proxy.url })];
+        const [a, b] = all as [Node, Node];
+        const before = await appendEach(all, 'before', 6);
+        await fedExactly(all, before);
+        proxy.cut();
+        await admin(nats, async (jsm) => {
+          await jsm.streams.delete(stream);
+          // nats-server 2.9 removes the deleted stream's files after answering: not at once.
+          await sleep(1000);
+          await jsm.streams.add({
+            name: stream,
+            subjects: [`${stream.toLowerCase()}.events`],
+            storage: StorageType.File,
+          });
+        });
+        proxy.restore();
+        const after = await eventually(() => appendEach(all.slice(0, 1), 'after', 1), 'appending');
+        after.push(...(await appendEach(all, 'more', 4)));
+        assert.equal(after[0]?.pos, '1');
+        await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+        assert.deepEqual(a.resets, ['0']);
+        assert.deepEqual(b.resets, ['0']);
+      } finally {
+        await proxy.close();
+      }
+    },
+  );
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { RedisBroker, type RedisBrokerOptions } from '../../src/brokers/redis.ts';
+import { persistenceWarning, RedisBroker, type RedisBrokerOptions } from '../../src/brokers/redis.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { HeraldEvent } from '../../src/core/event.ts';
 import { adminClient, type PrivateRedis, startPrivateRedis, startRelay } from '../helpers/redis-server.ts';
@@ -33,6 +33,10 @@ interface Node {
   readonly broker: RedisBroker;
   readonly fed: HeraldEvent[];
   readonly errors: string[];
+  /** Every position the node's `onReset` was called with. */
+  readonly resets: string[];
+  /** What the node passed on, in order: event ids, and `reset` where it left a log. */
+  readonly timeline: string[];
 }
 
 /** Brokers made by a test, closed at its end whatever happened. */
@@ -49,8 +53,19 @@ class Nodes {
   async feeding(options: RedisBrokerOptions): Promise<Node> {
     const { broker, errors } = this.make(options);
     const fed: HeraldEvent[] = [];
-    await broker.start((events) => fed.push(...events));
-    return { broker, fed, errors };
+    const resets: string[] = [];
+    const timeline: string[] = [];
+    await broker.start(
+      (events) => {
+        fed.push(...events);
+        timeline.push(...ids(events));
+      },
+      (from) => {
+        resets.push(from);
+        timeline.push('reset');
+      },
+    );
+    return { broker, fed, errors, resets, timeline };
   }
 
   async close(): Promise<void> {
@@ -230,8 +245,11 @@ describe('RedisBroker', () => {
       const admin = await adminClient(server.url);
       try {
         const { broker, fed } = await nodes.feeding({ url: server.url, stream: 'age', maxAgeMs: 400 });
-        const head = await broker.locate('0-0');
-        assert.deepEqual(head, { kind: 'found', pos: '0-0' });
+        // A new log starts after its epoch's start, past Redis's clock: its head, not the origin.
+        const head = await broker.locate('0-0', '');
+        assert.equal(head.kind, 'reset');
+        const start = head.kind === 'reset' ? (head.from as string) : '';
+        assert.deepEqual(await broker.locate(start, ''), { kind: 'found', pos: start });
         const events = await broker.append([draft('1'), draft('2'), draft('3')]);
         assert.equal(await admin.xLen('age:log'), 3);
         await until(async () => (await admin.xLen('age:log')) === 0, 'the timer to trim', 3000);
@@ -239,12 +257,12 @@ describe('RedisBroker', () => {
         assert.equal((await broker.history()).size, 0);
         // Nothing after the last event was lost: replay after it is complete. After the first, it is not.
         const last = events[2] as HeraldEvent;
-        assert.deepEqual(await broker.locate(last.id), { kind: 'found', pos: last.pos });
-        assert.equal((await broker.locate((events[0] as HeraldEvent).id)).kind, 'expired');
-        assert.equal((await broker.locate('0-0')).kind, 'expired');
+        assert.deepEqual(await broker.locate(last.id, ''), { kind: 'found', pos: last.pos });
+        assert.equal((await broker.locate((events[0] as HeraldEvent).id, '')).kind, 'expired');
+        assert.equal((await broker.locate(start, '')).kind, 'expired');
         // The next entry knows what came before it, even though the stream was empty.
         const [next] = await broker.append([draft('4')]);
-        assert.deepEqual(await broker.locate(last.id), { kind: 'found', pos: last.pos });
+        assert.deepEqual(await broker.locate(last.id, ''), { kind: 'found', pos: last.pos });
         assert.deepEqual(await broker.read(last.pos, next?.pos ?? '', 10), [next]);
       } finally {
         admin.destroy();
@@ -259,14 +277,15 @@ describe('RedisBroker', () => {
         // Not started: no timer, so only the append can have trimmed.
         const { broker } = nodes.make({ url: server.url, stream: 'lazy', maxAgeMs: 1000 });
         const [old] = await broker.append([draft('old', { id: 'chosen-old' })]);
-        const ttl = await admin.pTTL('lazy:id:chosen-old');
+        // In the tenant's namespace (chosenIdKey('', 'chosen-old')).
+        const ttl = await admin.pTTL('lazy:id:0::chosen-old');
         assert.ok(ttl > 0 && ttl <= 1000, `the chosen id expires with the history (pttl ${ttl})`);
         await sleep(1200);
         const [fresh] = await broker.append([draft('fresh')]);
         assert.equal(await admin.xLen('lazy:log'), 1);
         assert.deepEqual(await broker.read(null, fresh?.pos ?? '', 10), [fresh]);
-        assert.deepEqual(await broker.locate(old?.pos ?? ''), { kind: 'found', pos: old?.pos });
-        assert.deepEqual(await broker.locate('chosen-old'), { kind: 'unknown' });
+        assert.deepEqual(await broker.locate(old?.pos ?? '', ''), { kind: 'found', pos: old?.pos });
+        assert.deepEqual(await broker.locate('chosen-old', ''), { kind: 'unknown' });
         await broker.append([draft('again', { id: 'chosen-old' })]);
       } finally {
         admin.destroy();
@@ -316,14 +335,259 @@ describe('RedisBroker', () => {
         'x'.repeat(300),
         '18446744073709551616-0',
       ]) {
-        assert.notEqual((await broker.locate(id)).kind, 'found', JSON.stringify(id));
+        assert.notEqual((await broker.locate(id, '')).kind, 'found', JSON.stringify(id));
       }
-      assert.deepEqual(await broker.locate(`0000${event?.pos}`), { kind: 'found', pos: event?.pos });
+      assert.deepEqual(await broker.locate(`0000${event?.pos}`, ''), { kind: 'found', pos: event?.pos });
       const secret = new RedisBroker({ url: 'redis://user:hunter2@127.0.0.1:1/0' });
       const health = await secret.health();
       await secret.close();
       assert.equal(health.ok, false);
       assert.doesNotMatch(health.detail ?? '', /hunter2/);
+    });
+  });
+});
+
+/** `count` events, one append each, from the nodes in turn. */
+async function appendEach(nodes: readonly Node[], label: string, count: number): Promise<HeraldEvent[]> {
+  const appended: HeraldEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    appended.push(...(await (nodes[i % nodes.length] as Node).broker.append([draft(`${label}-${i}`)])));
+  }
+  return appended;
+}
+
+/** Each node passed on exactly `timeline`: nothing lost, nothing twice, the reset where expected. */
+async function timelines(nodes: readonly Node[], timeline: readonly string[]): Promise<void> {
+  await until(
+    () => nodes.every((node) => node.timeline.length >= timeline.length),
+    'every node to pass everything on',
+    15_000,
+  ).catch(() => {});
+  await sleep(200); // anything extra (a duplicate) would arrive now
+  for (const node of nodes) assert.deepEqual(node.timeline, timeline);
+}
+
+describe('RedisBroker: a log lost or gone back is a new epoch, and every node follows it', () => {
+  test('Redis restarted without persistence: every node notices without an append, resumes from before answer reset, the feeds go on with the new log once', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const options = { url: server.url, stream: 'wiped' };
+      const all = [await nodes.feeding(options), await nodes.feeding(options), await nodes.feeding(options)];
+      const [a, b, c] = all as [Node, Node, Node];
+      const before = await appendEach(all, 'before', 9);
+      before.push(...(await a.broker.append([draft('chosen', { tenant: 'acme', id: 'urn:before' })])));
+      await until(() => all.every((node) => node.fed.length === 10), 'the feeds before the restart');
+
+      await server.restart();
+      // Nobody appends: each node notices on its own (its feed reconnects and checks the epoch).
+      await until(
+        () => all.every((node) => node.resets.length === 1),
+        'every node to notice the reset',
+        15_000,
+      );
+      const from = a.resets[0] as string;
+      assert.deepEqual([b.resets, c.resets], [[from], [from]], 'every node names the same new start');
+      assert.ok(
+        a.broker.compare(from, (before.at(-1) as HeraldEvent).pos) > 0,
+        'the new log starts past the old',
+      );
+      for (const node of all) {
+        assert.equal(node.errors.filter((context) => context === 'log reset').length, 1, 'reported once');
+      }
+      for (const event of before) {
+        assert.deepEqual(await c.broker.locate(event.pos, ''), { kind: 'reset', from }, event.pos);
+      }
+      // The chosen id was lost with the rest: it answers as one never issued, and is free again.
+      assert.deepEqual(await b.broker.locate('urn:before', 'acme'), { kind: 'unknown' });
+
+      const after = await appendEach(all, 'after', 9);
+      after.push(...(await b.broker.append([draft('chosen again', { tenant: 'acme', id: 'urn:before' })])));
+      await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+      assert.ok(a.broker.compare((after[0] as HeraldEvent).pos, from) > 0);
+      assert.deepEqual(ids(await a.broker.read(from, (after.at(-1) as HeraldEvent).pos, 100)), ids(after));
+      assert.deepEqual(await a.broker.locate(from, ''), { kind: 'found', pos: from });
+      assert.deepEqual(await a.broker.locate('urn:before', 'acme'), {
+        kind: 'found',
+        pos: after.at(-1)?.pos,
+      });
+      for (const node of all) assert.equal(node.resets.length, 1, 'one reset, one report');
+    });
+  });
+
+  test('the stream deleted under traffic: nodes notice at its first new entry; chosen ids of the old log answer reset and are free again', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const admin = await adminClient(server.url);
+      try {
+        const options = { url: server.url, stream: 'deleted' };
+        const all = [await nodes.feeding(options), await nodes.feeding(options)];
+        const [a, b] = all as [Node, Node];
+        const before = await appendEach(all, 'before', 5);
+        const [chosen] = await a.broker.append([draft('chosen', { tenant: 'acme', id: 'urn:old' })]);
+        before.push(chosen as HeraldEvent);
+        await until(() => all.every((node) => node.fed.length === 6), 'the feeds');
+        await admin.del('deleted:log');
+        // At once, before any check: the append itself makes the new epoch.
+        const after = await appendEach(all, 'after', 6);
+        await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+        const from = a.resets[0] as string;
+        assert.deepEqual(b.resets, [from]);
+        // The chosen id's key outlived the stream: it names a position of the old log.
+        assert.deepEqual(await b.broker.locate('urn:old', 'acme'), { kind: 'reset', from });
+        assert.deepEqual(await b.broker.locate('urn:old', 'globex'), { kind: 'unknown' });
+        const [again] = await b.broker.append([draft('again', { tenant: 'acme', id: 'urn:old' })]);
+        assert.deepEqual(await a.broker.locate('urn:old', 'acme'), { kind: 'found', pos: again?.pos });
+        await assert.rejects(
+          a.broker.append([draft('twice', { tenant: 'acme', id: 'urn:old' })]),
+          (error: unknown) => error instanceof HeraldError && error.status === 409,
+        );
+      } finally {
+        admin.destroy();
+      }
+    });
+  });
+
+  test('FLUSHALL on a quiet log: every node notices within a few seconds, without an append', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const admin = await adminClient(server.url);
+      try {
+        const options = { url: server.url, stream: 'flushed' };
+        const all = [await nodes.feeding(options), await nodes.feeding(options)];
+        const before = await appendEach(all, 'before', 4);
+        await until(() => all.every((node) => node.fed.length === 4), 'the feeds');
+        await admin.flushAll();
+        await until(() => all.every((node) => node.resets.length === 1), 'every node to notice', 15_000);
+        const after = await appendEach(all, 'after', 4);
+        await timelines(all, [...ids(before), 'reset', ...ids(after)]);
+      } finally {
+        admin.destroy();
+      }
+    });
+  });
+
+  test('the log went back (an older snapshot restored): a new epoch; every node feeds the same entries after it, once', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const admin = await adminClient(server.url);
+      try {
+        const options = { url: server.url, stream: 'back' };
+        const all = [await nodes.feeding(options), await nodes.feeding(options)];
+        const [a, b] = all as [Node, Node];
+        // Appends only, never started: it knows no epoch, so it cannot tell the log went back.
+        const { broker: unaware } = nodes.make(options);
+        const kept = await appendEach(all, 'kept', 5);
+        await admin.sendCommand(['COPY', 'back:log', 'snapshot']);
+        const lost = await appendEach(all, 'lost', 5);
+        await until(() => all.every((node) => node.fed.length === 10), 'the feeds');
+        // Restored as Redis would load an older RDB file: the stream goes back, its epoch record is the same.
+        await admin.sendCommand(['RENAME', 'snapshot', 'back:log']);
+        // Whoever comes first (this append, or a node's check of a quiet second) finds it out.
+        const after = await unaware.append([draft('after-0')]);
+        after.push(...(await appendEach(all, 'after', 5)));
+        // Whichever way it was found out (the append, a check, or a feed meeting an entry whose
+        // predecessor is before what it fed), every node leaves the log at the same point.
+        await timelines(all, [...ids(kept), ...ids(lost), 'reset', ...ids(after)]);
+        const from = a.resets[0] as string;
+        assert.deepEqual(b.resets, [from]);
+        for (const event of lost)
+          assert.deepEqual(await a.broker.locate(event.pos, ''), { kind: 'reset', from });
+        const later = await appendEach(all, 'later', 3);
+        await timelines(all, [...ids(kept), ...ids(lost), 'reset', ...ids(after), ...ids(later)]);
+        assert.ok(b.broker.compare((later[0] as HeraldEvent).pos, from) > 0);
+        assert.deepEqual(await b.broker.locate((later[0] as HeraldEvent).pos, ''), {
+          kind: 'found',
+          pos: later[0]?.pos,
+        });
+      } finally {
+        admin.destroy();
+      }
+    });
+  });
+
+  test('a log written before epochs is adopted as it is: no reset, every entry still found', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const admin = await adminClient(server.url);
+      try {
+        // As Herald wrote it before epochs: entries with `e` and `p`, no `z`, no epoch record.
+        const first = String(
+          await admin.sendCommand([
+            'XADD',
+            'old:log',
+            '*',
+            'e',
+            '{"t":["t"],"d":"1","n":"","m":1}',
+            'p',
+            '0-0',
+          ]),
+        );
+        const second = String(
+          await admin.sendCommand([
+            'XADD',
+            'old:log',
+            '*',
+            'e',
+            '{"t":["t"],"d":"2","n":"","m":1}',
+            'p',
+            first,
+          ]),
+        );
+        const node = await nodes.feeding({ url: server.url, stream: 'old' });
+        assert.deepEqual(await node.broker.locate(first, ''), { kind: 'found', pos: first });
+        assert.deepEqual(await node.broker.locate('0-0', ''), { kind: 'found', pos: '0-0' });
+        const [third] = await node.broker.append([draft('3')]);
+        await until(() => node.fed.length === 1, 'the feed');
+        assert.deepEqual(ids(await node.broker.read(null, third?.pos ?? '', 10)).slice(0, 2), [
+          first,
+          second,
+        ]);
+        assert.deepEqual(node.resets, []);
+        assert.deepEqual(ids(node.fed), [third?.id]);
+      } finally {
+        admin.destroy();
+      }
+    });
+  });
+});
+
+describe('persistenceWarning', () => {
+  test('says what a Redis without persistence, or with RDB snapshots only, loses; nothing with an append-only file', async () => {
+    await withRedis({}, async (server, nodes) => {
+      const admin = await adminClient(server.url);
+      try {
+        assert.match(
+          (await persistenceWarning(server.url)) ?? '',
+          /keeps no persistence.*whole event history.*appendfsync always/s,
+        );
+        await admin.configSet('save', '3600 1');
+        assert.match(
+          (await persistenceWarning(server.url)) ?? '',
+          /only RDB snapshots \(appendonly no, save "3600 1"\)/,
+        );
+        await admin.configSet('appendonly', 'yes');
+        assert.equal(await persistenceWarning(server.url), undefined);
+        const { broker } = nodes.make({ url: server.url });
+        assert.equal(await broker.persistenceWarning(), undefined);
+        await admin.configSet('appendonly', 'no');
+        assert.match((await broker.persistenceWarning()) ?? '', /only RDB snapshots/);
+      } finally {
+        admin.destroy();
+      }
+    });
+  });
+
+  test('tolerates CONFIG being disabled (managed Redis): INFO tells the append-only file is off', async () => {
+    const server = await startPrivateRedis({ args: ['--rename-command', 'CONFIG', ''] });
+    try {
+      assert.match(
+        (await persistenceWarning(server.url)) ?? '',
+        /keeps no append-only file \(INFO persistence/,
+      );
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('rejects when Redis cannot be reached, naming no password', async () => {
+    await assert.rejects(persistenceWarning('redis://user:hunter2@127.0.0.1:1/0'), (error: unknown) => {
+      assert.doesNotMatch(String(error), /hunter2/);
+      return true;
     });
   });
 });

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,11 @@ export interface PrivateNats {
   kill(): Promise<void>;
   /** (Re)starts it on the same port and store; resolves once JetStream answers. */
   start(): Promise<void>;
+  /**
+   * SIGKILL, then starts it again on the same port with an empty store: as a server whose
+   * streams were in memory, or whose disk was lost.
+   */
+  restartEmpty(): Promise<void>;
   /** Kills it and removes its store. */
   dispose(): Promise<void>;
 }
@@ -113,6 +118,12 @@ export async function startPrivateNats(): Promise<PrivateNats> {
     storeDir,
     kill,
     start,
+    async restartEmpty() {
+      await kill();
+      rmSync(storeDir, { recursive: true, force: true });
+      mkdirSync(storeDir, { recursive: true });
+      await start();
+    },
     async dispose() {
       await kill();
       rmSync(storeDir, { recursive: true, force: true });

@@ -31,9 +31,12 @@ process.once('exit', () => {
 
 /**
  * Starts a private redis-server. Without `persistent` nothing is written to disk; with it, an
- * append-only file fsynced on every write keeps the data across `kill()` + `restart()`.
+ * append-only file fsynced on every write keeps the data across `kill()` + `restart()`. `args`
+ * are passed on as they are (e.g. `['--rename-command', 'CONFIG', '']`).
  */
-export async function startPrivateRedis(options: { persistent?: boolean } = {}): Promise<PrivateRedis> {
+export async function startPrivateRedis(
+  options: { persistent?: boolean; args?: readonly string[] } = {},
+): Promise<PrivateRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-redis-'));
   const args = [
@@ -50,6 +53,7 @@ export async function startPrivateRedis(options: { persistent?: boolean } = {}):
   ];
   args.push(
     ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+    ...(options.args ?? []),
   );
   let child: ChildProcess | undefined;
   let output = '';
