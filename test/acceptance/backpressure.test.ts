@@ -40,11 +40,13 @@ for (const backend of BACKENDS) {
   describe(`backpressure (${backend.name})`, () => {
     test('disconnect policy: one stalled client is cut off, 100 others get every event without delay, memory stays bounded', async () => {
       const hub = await hubOn(backend, { outbox: { ...OUTBOX, policy: 'disconnect' } });
+      let stalled: Socket | undefined;
+      let sampler: ReturnType<typeof setInterval> | undefined;
       try {
-        const stalled = await stalledClient(hub, 'topic=ticks&topic=bulk');
+        stalled = await stalledClient(hub, 'topic=ticks&topic=bulk');
         const normal = await openNormal(hub, 100);
         let maxQueued = 0;
-        const sampler = setInterval(async () => {
+        sampler = setInterval(async () => {
           maxQueued = Math.max(maxQueued, (await hub.herald.stats()).outbox.queuedBytes);
         }, 5);
         const sentAt = await publishUnderPressure(hub);
@@ -62,23 +64,27 @@ for (const backend of BACKENDS) {
           .flatMap((s) => s.data.map((e, i) => e.at - (sentAt[i] as number)))
           .sort((a, b) => a - b);
         const p99 = delays[Math.floor(delays.length * 0.99)] as number;
-        assert.ok(p99 < 250, `p99 publish-to-receive ${p99.toFixed(1)} ms`);
+        // Generous, so that a machine busy with other work keeps it (tens of ms on a quiet one):
+        // a stalled client that held the others back would hold them for as long as it stalls.
+        assert.ok(p99 < 2000, `p99 publish-to-receive ${p99.toFixed(1)} ms`);
 
         const stats = await hub.herald.stats();
         assert.equal(stats.events.closed.overflow, 1, 'the stalled client was cut off');
         assert.equal(stats.connections.total, 100);
         assert.ok(maxQueued <= OUTBOX.maxBytes + bulk.length * 2, `queued at most ${maxQueued} bytes`);
         assert.equal(stats.outbox.queuedBytes, 0);
-        stalled.destroy();
       } finally {
+        clearInterval(sampler);
+        stalled?.destroy();
         await hub.close();
       }
     });
 
     test('drop-oldest policy: the stalled client stays, its queue stays bounded, and on resuming it is told of the gap', async () => {
       const hub = await hubOn(backend, { outbox: { ...OUTBOX, policy: 'drop-oldest' } });
+      let stalled: Socket | undefined;
       try {
-        const stalled = await stalledClient(hub, 'topic=ticks&topic=bulk');
+        stalled = await stalledClient(hub, 'topic=ticks&topic=bulk');
         const normal = await openNormal(hub, 10);
         await publishUnderPressure(hub);
         await Promise.all(normal.map((s) => s.untilData(40, 10_000)));
@@ -101,8 +107,8 @@ for (const backend of BACKENDS) {
         const body = JSON.parse(gap[1] as string);
         assert.equal(body.reason, 'overflow');
         assert.ok(body.dropped > 0);
-        stalled.destroy();
       } finally {
+        stalled?.destroy();
         await hub.close();
       }
     });

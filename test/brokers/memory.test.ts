@@ -74,13 +74,7 @@ describe('memory broker', () => {
     const { broker, head } = await started();
     await broker.append([draft('a')]);
     const epoch = Number(head.split('-')[0]);
-    for (const id of [
-      '',
-      'garbage',
-      `${head.split('-')[0]}-99`,
-      `${epoch + 1}-1`,
-      'x\u0000-1',
-    ]) {
+    for (const id of ['', 'garbage', `${head.split('-')[0]}-99`, `${epoch + 1}-1`, 'x\u0000-1']) {
       assert.deepEqual(await broker.locate(id, ''), { kind: 'unknown' }, JSON.stringify(id));
     }
     assert.equal((await broker.locate(`${epoch - 1}-5`, '')).kind, 'expired');

@@ -6,15 +6,27 @@ import { build } from 'esbuild';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { type TokenClaims, token } from '../helpers/tokens.ts';
 
-export const CHROMIUM = process.env.HERALD_TEST_CHROMIUM ?? '/usr/bin/chromium';
+/** Keep in step with scripts/chromium.mjs, which installs it before the suite runs. */
+export const CHROMIUM = process.env.HERALD_TEST_CHROMIUM || '/usr/bin/chromium';
 export const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
+
+/**
+ * Why the browser tests are skipped, or undefined: HERALD_SKIP_BROWSER=1 (`npm test` then lists
+ * every *.browser.test.ts file as skipped with this reason, without running it).
+ */
+export const BROWSER_SKIP = /^(|0|false|no)$/i.test(process.env.HERALD_SKIP_BROWSER ?? '')
+  ? undefined
+  : `the browser tests are skipped (HERALD_SKIP_BROWSER=${process.env.HERALD_SKIP_BROWSER})`;
 
 /** Debian's Chromium, headless, with no network of its own beyond what the page asks for. */
 export async function launchBrowser(): Promise<Browser> {
+  if (BROWSER_SKIP !== undefined) {
+    throw new Error(`${BROWSER_SKIP}: npm test leaves this file out`);
+  }
   if (!existsSync(CHROMIUM)) {
     throw new Error(
-      `the browser tests need Chromium at ${CHROMIUM} (apt-get install -y chromium; .ci/run installs it, ` +
-        'HERALD_TEST_CHROMIUM names another)',
+      `the browser tests need Chromium at ${CHROMIUM}: npm test installs it where it can (root with apt-get); ` +
+        'otherwise apt-get install -y chromium, set HERALD_TEST_CHROMIUM to another, or HERALD_SKIP_BROWSER=1 to skip them',
     );
   }
   return chromium.launch({

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, describe, test } from 'node:test';
+import { after, afterEach, describe, mock, test } from 'node:test';
 import { createClient, memoryStore } from '../../src/client/index.ts';
 import { createHerald } from '../../src/herald.ts';
 import { nodeHandler } from '../../src/http/node.ts';
@@ -176,22 +176,25 @@ describe('herald/client in Node against a real hub', () => {
     cleanups.push(() => client.close());
     const seen = record(client);
     await untilStatus(client, 'open');
-    await until(() => seen.statuses.some((s) => s.status === 'reconnecting'), 2000, 'a reconnection');
+    await until(() => seen.statuses.some((s) => s.status === 'reconnecting'), 20_000, 'a reconnection');
     assert.equal(seen.statuses.find((s) => s.status === 'reconnecting')?.reason, 'no data for 250 ms');
     await hub.publish({ topic: 'quiet', data: 'still here' });
-    await until(() => seen.messages.length === 1, 3000);
+    await until(() => seen.messages.length === 1, 20_000);
     assert.equal(client.mode, 'stream', 'bytes came before the silence: not a buffering proxy');
   });
 
   test('a stream that gets heartbeats is left alone', async () => {
-    const hub = await startHub({ heartbeatMs: 40 });
+    // Heartbeats every 100 ms; the client gives up after 1.5 s of silence (2.5 × 600 ms). Over
+    // 3.5 s, more than twice that: a stream without heartbeats would have been given up, while
+    // a machine busy enough to hold this process back for a moment does not make it fail.
+    const hub = await startHub({ heartbeatMs: 100 });
     cleanups.push(() => hub.close());
-    const client = createClient({ url: hub.url, topics: ['quiet'], store: null, heartbeatMs: 40 });
+    const client = createClient({ url: hub.url, topics: ['quiet'], store: null, heartbeatMs: 600 });
     cleanups.push(() => client.close());
     const seen = record(client);
     await untilStatus(client, 'open');
     const connectionId = client.connectionId;
-    await sleep(600);
+    await sleep(3500);
     assert.deepEqual(
       seen.statuses.map((s) => s.status),
       ['open'],
@@ -200,17 +203,44 @@ describe('herald/client in Node against a real hub', () => {
   });
 });
 
-describe('herald/client reconnection timing', () => {
+describe('herald/client reconnection timing (fake timers: no bound depends on how busy the machine is)', () => {
   const random = Math.random;
-  after(() => {
+  afterEach(() => {
     Math.random = random;
+    mock.timers.reset();
   });
 
+  /**
+   * Fake setTimeout and Date from 0; `advance` then moves time on 1 ms at a time, letting the
+   * client's promises and streams settle (on real setImmediate) between steps. A delay is then
+   * measured in fake milliseconds, exactly, however slowly the machine runs the steps.
+   */
+  function fakeTime(): { advance(done: () => boolean, limitMs?: number): Promise<void> } {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+    return {
+      async advance(done, limitMs = 10_000) {
+        for (let ms = 0; !done(); ms++) {
+          if (ms > limitMs) throw new Error(`not done after ${limitMs} ms of fake time`);
+          for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+          mock.timers.tick(1);
+        }
+      },
+    };
+  }
+
+  /** The fake times of the client's requests, and the gaps between them. */
+  const gapsOf = (times: readonly number[]) => times.slice(1).map((t, i) => t - (times[i] as number));
+  /** `gap` is `expected` ms, give or take the 1 ms steps. */
+  const about = (gap: number | undefined, expected: number) =>
+    gap !== undefined && gap >= Math.floor(expected) && gap <= Math.ceil(expected) + 2;
+
   test("the server's retry: is the base delay; a healthy open resets the backoff", async () => {
+    const time = fakeTime();
     Math.random = () => 0.999; // the top of each jitter range
-    let n = 0;
+    const times: number[] = [];
     const fetcher = recordingFetch(() => {
-      n++;
+      times.push(Date.now());
+      const n = times.length;
       if (n <= 3) return sseResponse('retry: 150\n\n'); // opens, sends a retry hint, ends
       if (n === 4)
         return sseResponse('retry: 10\n\nid: e-1\nevent: herald.connected\ndata: {"connectionId":"c"}\n\n');
@@ -222,22 +252,25 @@ describe('herald/client reconnection timing', () => {
       store: null,
       fetch: fetcher.fetch,
     });
-    await until(() => fetcher.calls.length >= 6, 5000);
+    await time.advance(() => times.length >= 6);
     client.close();
-    const at = fetcher.calls.map((c) => c.at);
-    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
-    // Without the hint: 500 · 2^attempt. With it: 150, 300, 600; then after the healthy open: 10, 20.
-    assert.ok(gaps[0] !== undefined && gaps[0] >= 140 && gaps[0] < 400, `${gaps}`);
-    assert.ok(gaps[1] !== undefined && gaps[1] >= 290 && gaps[1] < 700, `${gaps}`);
-    assert.ok(gaps[2] !== undefined && gaps[2] >= 590 && gaps[2] < 1200, `${gaps}`);
-    assert.ok(gaps[4] !== undefined && gaps[4] < 100, `reset after the open: ${gaps}`);
+    const gaps = gapsOf(times);
+    // Without the hint: 500 · 2^attempt. With it: 150, 300, 600 (× 0.999); then after the
+    // healthy open the attempts start again from the new hint: 10, 20.
+    assert.ok(about(gaps[0], 149.85), `${gaps}`);
+    assert.ok(about(gaps[1], 299.7), `${gaps}`);
+    assert.ok(about(gaps[2], 599.4), `${gaps}`);
+    assert.ok(about(gaps[3], 9.99), `reset after the open: ${gaps}`);
+    assert.ok(about(gaps[4], 19.98), `reset after the open: ${gaps}`);
   });
 
   test('Retry-After on 503 and 429 is a minimum', async () => {
+    const time = fakeTime();
     Math.random = () => 0; // no delay of its own
-    let n = 0;
+    const times: number[] = [];
     const fetcher = recordingFetch(() => {
-      n++;
+      times.push(Date.now());
+      const n = times.length;
       if (n === 1)
         return new Response('{"detail":"shutting down","code":"shutting-down"}', {
           status: 503,
@@ -254,20 +287,25 @@ describe('herald/client reconnection timing', () => {
       fetch: fetcher.fetch,
     });
     const seen = record(client);
-    await until(() => fetcher.calls.length >= 3, 5000);
+    await time.advance(() => times.length >= 3);
     client.close();
-    const [a, b, c] = fetcher.calls.map((call) => call.at) as [number, number, number];
-    assert.ok(b - a >= 990, `${b - a} ms after the 503`);
-    assert.ok(c - b >= 990, `${c - b} ms after the 429`);
+    const [afterRefused, afterSlowDown] = gapsOf(times);
+    assert.ok(about(afterRefused, 1000), `${afterRefused} ms after the 503`);
+    assert.ok(about(afterSlowDown, 1000), `${afterSlowDown} ms after the 429`);
     const reconnecting = seen.statuses.filter((s) => s.status === 'reconnecting');
     assert.equal(reconnecting[0]?.reason, 'shutting down');
     assert.equal(reconnecting[0]?.error?.status, 503);
     assert.equal(reconnecting[1]?.reason, 'slow down');
   });
 
-  test('network errors are transient, with growing delays', async () => {
+  test('network errors are transient, with growing delays up to the cap', async () => {
+    const time = fakeTime();
     Math.random = () => 0.999;
-    const fetcher = recordingFetch(() => Promise.reject(new TypeError('fetch failed')));
+    const times: number[] = [];
+    const fetcher = recordingFetch(() => {
+      times.push(Date.now());
+      return Promise.reject(new TypeError('fetch failed'));
+    });
     const client = createClient({
       url: 'http://hub.invalid',
       topics: ['t'],
@@ -276,14 +314,14 @@ describe('herald/client reconnection timing', () => {
       backoff: { initialMs: 20, maxMs: 80 },
     });
     const seen = record(client);
-    await until(() => fetcher.calls.length >= 6, 5000);
+    await time.advance(() => times.length >= 6);
     client.close();
-    const at = fetcher.calls.map((c) => c.at);
-    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
-    assert.ok((gaps[0] as number) < (gaps[2] as number), `${gaps}`);
+    const gaps = gapsOf(times);
+    // 20 · 2^attempt, capped at 80 (× 0.999).
+    const expected = [19.98, 39.96, 79.92, 79.92, 79.92];
     assert.ok(
-      gaps.every((g) => g < 200),
-      `capped at 80 ms: ${gaps}`,
+      expected.every((ms, i) => about(gaps[i], ms)),
+      `${gaps} (expected ${expected})`,
     );
     assert.equal(seen.statuses[0]?.status, 'reconnecting');
     assert.equal(seen.statuses[0]?.reason, 'fetch failed');

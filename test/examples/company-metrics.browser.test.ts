@@ -83,7 +83,7 @@ test('the dashboard shows company metrics live and, reloaded mid-stream, resumes
   };
   const inLog = async (events: number) => {
     for (let waited = 0; example.bridges.stats().published < events; waited += 20) {
-      assert.ok(waited < 10_000, `the bridges published ${example.bridges.stats().published} of ${events}`);
+      assert.ok(waited < 60_000, `the bridges published ${example.bridges.stats().published} of ${events}`);
       await sleep(20);
     }
   };
@@ -116,13 +116,22 @@ test('the dashboard shows company metrics live and, reloaded mid-stream, resumes
   await live;
   await page.locator('.activity li[data-value="40"]').waitFor();
 
-  const expected = Array.from({ length: COUNT }, (_, i) => `events_processed=${i + 1}`);
-  expected.splice(35, 0, 'integration_score=0.85');
-  expected.splice(COUNT / 2, 0, 'user-7=struggling');
+  const metrics = Array.from({ length: COUNT }, (_, i) => `events_processed=${i + 1}`);
+  metrics.splice(35, 0, 'integration_score=0.85');
+  const shown = await activity(page);
   assert.deepEqual(
-    await activity(page),
-    expected,
-    'every event once, in order, across the reload; none of globex',
+    [...shown].sort(),
+    [...metrics, 'user-7=struggling'].sort(),
+    'every event once across the reload; none of globex',
+  );
+  // In log order, which for each bridge is the order NATS delivered: the metrics in the order
+  // published. The journey change comes through a bridge of its own, so where it falls among
+  // the metrics depends on how quickly each bridge got its turn (on a busy machine, not always
+  // right after the 20th).
+  assert.deepEqual(
+    shown.filter((item) => !item.startsWith('user-7=')),
+    metrics,
+    'the metrics in the order published, across the reload',
   );
   assert.equal(await page.locator('[data-metric="events_processed"] .value').textContent(), '40');
   assert.equal(await page.locator('[data-metric="integration_score"] .value').textContent(), '0.85');

@@ -104,7 +104,7 @@ describe('nodeHandler in Express 5, behind compression()', () => {
     assert.equal(gunzipSync(gzipped.body).toString('utf8'), GREETING);
   });
 
-  test('events arrive one by one through compression(), each within 100 ms of its publish', async (t) => {
+  test('events arrive one by one through compression(), each while the stream is still open', async (t) => {
     const { herald, subscribe } = await start(t);
     const stream = await subscribe('topic=progress', { headers: { 'accept-encoding': 'gzip' } });
     assert.equal(stream.status, 200);
@@ -113,16 +113,16 @@ describe('nodeHandler in Express 5, behind compression()', () => {
     assert.equal(stream.headers['content-type'], 'text/event-stream; charset=utf-8');
 
     for (let i = 0; i < 5; i++) {
-      const publishedAt = performance.now();
       const id = await herald.publish({ topic: 'progress', type: 'step', data: `step ${i}` });
       // A buffering middleware would hold the event indefinitely (until a 16 KiB gzip block fills
-      // or the response ends): the generous wait only keeps the failure message readable.
-      await stream.untilData(i + 1, 2000);
+      // or the response ends), so each event arriving on its own, before the next is published,
+      // proves there is none. No bound on how soon: a busy machine may take a while, a buffer
+      // takes forever (the wait is only so long that it cannot be the machine).
+      await stream.untilData(i + 1, 20_000);
+      assert.equal(stream.ended, false, 'the stream is still open');
       const event = stream.data[i];
       assert.deepEqual([event?.id, event?.type, event?.data], [id, 'step', `step ${i}`]);
-      const latency = (event?.at ?? Number.POSITIVE_INFINITY) - publishedAt;
-      assert.ok(latency <= 100, `event ${i} arrived ${latency.toFixed(1)} ms after its publish`);
-      await sleep(Math.max(0, publishedAt + 100 - performance.now()));
+      await sleep(50);
       // Exactly one event per publish so far: nothing is held back and released in a batch.
       assert.equal(stream.data.length, i + 1);
     }

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CHROMIUM } from '../browser/harness.ts';
+import { BROWSER_SKIP, CHROMIUM } from '../browser/harness.ts';
 import { spawnHub } from '../helpers/nodes.ts';
 import { MERCURE_SECRET } from './mercure-client.ts';
 
@@ -72,23 +72,37 @@ interface Results {
   stats: { expected: number; unexpected: number; skipped: number; flaky: number };
 }
 
-test(`the Mercure conformance suite (${TAG}) passes against herald serve --anonymous in Chromium`, async (t) => {
+test(`the Mercure conformance suite (${TAG}) passes against herald serve --anonymous in Chromium`, {
+  // An external suite of 11 browser tests, with a hub process: more than one test's time.
+  timeout: 300_000,
+}, async (t) => {
+  if (BROWSER_SKIP !== undefined) {
+    t.skip(BROWSER_SKIP);
+    return;
+  }
   const missing = fetchSuite();
   if (missing !== undefined) {
     t.skip(missing);
     return;
   }
+  assert.ok(
+    existsSync(CHROMIUM),
+    `no Chromium at ${CHROMIUM} (npm test installs it where it can; HERALD_SKIP_BROWSER=1 skips this)`,
+  );
   installRunner();
   writeFileSync(`${SUITE}herald.config.ts`, CONFIG);
+  rmSync(`${SUITE}herald-results.json`, { force: true }); // not a previous run's
   const hub = await spawnHub(['--jwt-secret', MERCURE_SECRET, '--anonymous']);
+  let run: ChildProcess | undefined;
   try {
-    const exit = await new Promise<number | null>((resolve) => {
-      const run = spawn(`${SUITE}node_modules/.bin/playwright`, ['test', '-c', 'herald.config.ts'], {
+    const exit = await new Promise<number | null>((resolve, reject) => {
+      run = spawn(`${SUITE}node_modules/.bin/playwright`, ['test', '-c', 'herald.config.ts'], {
         cwd: SUITE,
         // CUSTOM_ID: the hub must answer with the id the publisher chose, which Herald does.
         env: { ...process.env, BASE_URL: `${hub.url}/.well-known/mercure`, CUSTOM_ID: '1', CI: '' },
         stdio: 'ignore',
       });
+      run.once('error', reject);
       run.once('exit', resolve);
     });
     const results = JSON.parse(readFileSync(`${SUITE}herald-results.json`, 'utf8')) as Results;
@@ -97,6 +111,9 @@ test(`the Mercure conformance suite (${TAG}) passes against herald serve --anony
     assert.ok(results.stats.expected >= 11, `${results.stats.expected} tests ran; the suite has 11`);
     assert.equal(exit, 0);
   } finally {
+    // Timed out or failed: the Playwright run (it closes its browsers on SIGTERM) goes with the hub.
+    const child = run as ChildProcess | undefined;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await hub.stop();
   }
 });

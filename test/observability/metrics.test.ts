@@ -275,7 +275,8 @@ describe('/metrics', () => {
     });
     try {
       let url = '';
-      for (let attempt = 0; attempt < 200 && url === ''; attempt++) {
+      // Up to a minute: a primary and two workers compile their TypeScript as they start.
+      for (let attempt = 0; attempt < 1200 && url === ''; attempt++) {
         url = /listening on (http:\/\/[\d.:]+)/.exec(output)?.[1] ?? '';
         if (url === '') await sleep(50);
       }
