@@ -1,4 +1,19 @@
-import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import { createRequire } from 'node:module';
+import type { DestinationStream, Logger, LoggerOptions } from 'pino';
+
+type Pino = typeof import('pino');
+const require = createRequire(import.meta.url);
+let loaded: Pino | undefined;
+
+/**
+ * pino, loaded by the first `createLogger` call (`herald serve` makes one as it starts), so that
+ * `import 'herald'` does not load it. Loaded with `require` so that `createLogger` stays
+ * synchronous (pino is a CommonJS package; bundlers follow `createRequire`).
+ */
+function loadPino(): Pino {
+  loaded ??= require('pino') as Pino;
+  return loaded;
+}
 
 /**
  * What Herald logs through: pino's shape, so a pino logger (or a child of the host app's) fits
@@ -54,6 +69,7 @@ export interface HeraldLoggerOptions {
  * messages and error messages.
  */
 export function createLogger(options: HeraldLoggerOptions = {}): Logger {
+  const { pino } = loadPino();
   const settings: LoggerOptions = {
     level: options.level ?? 'info',
     base: { pid: process.pid, ...options.base },

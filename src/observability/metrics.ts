@@ -1,4 +1,5 @@
-import { Counter, Gauge, type Metric, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Metric, Registry } from 'prom-client';
 import type { HubStats } from '../core/hub.ts';
 import type { LatencyHistogram } from '../core/latency.ts';
 import type { Herald } from '../herald.ts';
@@ -11,7 +12,22 @@ import type { Herald } from '../herald.ts';
  * metric reads them when scraped, from one snapshot per scrape.
  */
 
-export const METRICS_CONTENT_TYPE: string = Registry.PROMETHEUS_CONTENT_TYPE;
+/** prom-client's `Registry.PROMETHEUS_CONTENT_TYPE`, without loading prom-client to read it. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+type PromClient = typeof import('prom-client');
+const require = createRequire(import.meta.url);
+let promClient: PromClient | undefined;
+
+/**
+ * prom-client, loaded the first time a Herald's metrics are made (a scrape of `/metrics`, or
+ * `metricsOf`): `import 'herald'` does not load it. Loaded with `require` so that `metricsOf`
+ * stays synchronous (prom-client is a CommonJS package; bundlers follow `createRequire`).
+ */
+function loadPromClient(): PromClient {
+  promClient ??= require('prom-client') as PromClient;
+  return promClient;
+}
 
 /**
  * Tenants that get their own `tenant` label on `herald_connections`; the rest are summed as
@@ -27,7 +43,7 @@ export interface MetricsOptions {
 }
 
 export class HeraldMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   private readonly herald: Herald;
   private readonly tenantLabels: number;
   /** The figures of the scrape under way, shared by all its metrics: the broker is asked once. */
@@ -35,6 +51,7 @@ export class HeraldMetrics {
 
   constructor(herald: Herald, options: MetricsOptions = {}) {
     this.herald = herald;
+    this.registry = new (loadPromClient().Registry)();
     this.tenantLabels = options.tenantLabels ?? DEFAULT_TENANT_LABELS;
     if (options.labels !== undefined) this.registry.setDefaultLabels(options.labels);
     this.define();
@@ -60,6 +77,7 @@ export class HeraldMetrics {
   }
 
   private define(): void {
+    const { Counter, Gauge } = loadPromClient();
     const registers = [this.registry];
     const hub = this.herald.hub;
     const metrics = this;
