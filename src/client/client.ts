@@ -505,7 +505,9 @@ export function createClient<Events extends Record<string, unknown> = Record<str
           : String(error);
     setStatus('reconnecting', why, refusal);
     if (global.navigator?.onLine === false) return; // `online` reconnects
-    const delay = backoffDelay(attempt++, retryHint ?? initialMs, maxMs);
+    // The hub's `retry:` is a floor, as for EventSource (WHATWG HTML §9.2.3): the jitter that
+    // spreads clients cut off together is added to it, never taken from it.
+    const delay = (retryHint ?? 0) + backoffDelay(attempt++, retryHint ?? initialMs, maxMs);
     retryTimer = setTimeout(() => open(), Math.max(delay, refusal?.retryAfterMs ?? 0));
   };
 

@@ -234,7 +234,7 @@ describe('herald/client reconnection timing (fake timers: no bound depends on ho
   const about = (gap: number | undefined, expected: number) =>
     gap !== undefined && gap >= Math.floor(expected) && gap <= Math.ceil(expected) + 2;
 
-  test("the server's retry: is the base delay; a healthy open resets the backoff", async () => {
+  test("the server's retry: is the floor and the base delay; a healthy open resets the backoff", async () => {
     const time = fakeTime();
     Math.random = () => 0.999; // the top of each jitter range
     const times: number[] = [];
@@ -255,13 +255,32 @@ describe('herald/client reconnection timing (fake timers: no bound depends on ho
     await time.advance(() => times.length >= 6);
     client.close();
     const gaps = gapsOf(times);
-    // Without the hint: 500 · 2^attempt. With it: 150, 300, 600 (× 0.999); then after the
-    // healthy open the attempts start again from the new hint: 10, 20.
-    assert.ok(about(gaps[0], 149.85), `${gaps}`);
-    assert.ok(about(gaps[1], 299.7), `${gaps}`);
-    assert.ok(about(gaps[2], 599.4), `${gaps}`);
-    assert.ok(about(gaps[3], 9.99), `reset after the open: ${gaps}`);
-    assert.ok(about(gaps[4], 19.98), `reset after the open: ${gaps}`);
+    // Without the hint: 500 · 2^attempt. With it, the hint plus 150, 300, 600 (× 0.999): never
+    // sooner than the hint. After the healthy open the attempts start again from the new hint.
+    assert.ok(about(gaps[0], 150 + 149.85), `${gaps}`);
+    assert.ok(about(gaps[1], 150 + 299.7), `${gaps}`);
+    assert.ok(about(gaps[2], 150 + 599.4), `${gaps}`);
+    assert.ok(about(gaps[3], 10 + 9.99), `reset after the open: ${gaps}`);
+    assert.ok(about(gaps[4], 10 + 19.98), `reset after the open: ${gaps}`);
+  });
+
+  test("no reconnect comes sooner than the server's retry:, however the jitter falls", async () => {
+    const time = fakeTime();
+    Math.random = () => 0; // the bottom of each jitter range
+    const times: number[] = [];
+    const fetcher = recordingFetch(() => {
+      times.push(Date.now());
+      return sseResponse('retry: 400\n\nid: e-1\nevent: herald.connected\ndata: {"connectionId":"c"}\n\n');
+    });
+    const client = createClient({
+      url: 'http://hub.invalid',
+      topics: ['t'],
+      store: null,
+      fetch: fetcher.fetch,
+    });
+    await time.advance(() => times.length >= 4);
+    client.close();
+    for (const gap of gapsOf(times)) assert.ok(gap >= 400, `${gapsOf(times)}`);
   });
 
   test('Retry-After on 503 and 429 is a minimum', async () => {
