@@ -4,6 +4,8 @@ export function redactUrl(url: string): string {
     const parsed = new URL(url);
     if (parsed.host !== '') {
       if (parsed.password !== '') parsed.password = '***';
+      // A user name alone is a credential of its own: NATS takes a token as `nats://TOKEN@host`.
+      else if (parsed.username !== '') parsed.username = '***';
       return parsed.toString();
     }
   } catch {

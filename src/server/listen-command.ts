@@ -1,4 +1,5 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { createParser } from '../client/sse-parser.ts';
+import { interrupted, refused } from './messages.ts';
 import { parseTags } from './publish-command.ts';
 
 export interface ListenOptions {
@@ -49,37 +50,36 @@ export async function listenCommand(options: ListenOptions): Promise<void> {
       const response = await fetch(url, { headers, signal: stop.signal });
       if (response.status >= 400 && response.status < 500) {
         const problem = (await response.json().catch(() => ({}))) as { detail?: string };
-        throw new FatalError(`${response.status}: ${problem.detail ?? response.statusText}`);
+        throw new FatalError(
+          refused(url, response.status, problem.detail ?? response.statusText, problem.detail !== undefined)
+            .message,
+        );
       }
       if (!response.ok || response.body === null)
         throw new Error(`${response.status} ${response.statusText}`);
       failures = 0;
-      const parser = createParser({
-        onEvent(message: EventSourceMessage) {
-          if (message.id !== undefined) lastEventId = message.id;
-          if (message.event === 'herald.gap') notice(`herald: gap ${message.data}`);
-          if (message.event?.startsWith('herald.') || done()) return;
+      // Herald's own parser, the one herald/client uses. `event.id` is the stream's last event
+      // id, as EventSource's `lastEventId` (Herald sends an `id:` with every event).
+      const parser = createParser(
+        (event) => {
+          const id = event.id === '' ? undefined : event.id;
+          if (id !== undefined) lastEventId = id;
+          if (event.type === 'herald.gap') notice(`herald: gap ${event.data}`);
+          if (event.type.startsWith('herald.') || done()) return;
           received++;
-          output(
-            JSON.stringify({
-              id: message.id,
-              type: message.event ?? 'message',
-              data: parseData(message.data),
-            }),
-          );
+          output(JSON.stringify({ id, type: event.type, data: parseData(event.data) }));
           if (done()) stop.abort();
         },
-        onRetry(ms) {
+        (ms) => {
           retryMs = ms;
         },
-      });
-      const decoder = new TextDecoder();
-      for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }));
+      );
+      for await (const chunk of response.body) parser.feed(chunk);
     } catch (error) {
       if (error instanceof FatalError) throw error;
       if (done()) break;
       failures++;
-      notice(`herald: stream interrupted (${error instanceof Error ? error.message : error}); reconnecting`);
+      notice(`herald: ${interrupted(url, error)}`);
     } finally {
       options.signal?.removeEventListener('abort', abort);
     }

@@ -1,3 +1,9 @@
+import { maskUrl } from './config.ts';
+import { refused, unreachable } from './messages.ts';
+
+/** Where `publish`, `listen` and `health` find the hub unless told: `--url`, else HERALD_URL, else this. */
+export const DEFAULT_HUB_URL = 'http://127.0.0.1:8080';
+
 export interface PublishOptions {
   readonly url: string;
   readonly topic: readonly string[];
@@ -12,8 +18,9 @@ export interface PublishOptions {
 }
 
 /**
- * `herald publish`: one event to a running hub. Resolves with the id; rejects with the server's
- * problem detail, so the CLI can print it and exit non-zero.
+ * `herald publish`: one event to a running hub. Resolves with the id; rejects with the hub's URL
+ * and the server's problem detail, or why the hub could not be reached, and what to try, so the
+ * CLI can print it and exit non-zero.
  */
 export async function publishCommand(options: PublishOptions): Promise<string> {
   const event: Record<string, unknown> = {
@@ -32,21 +39,34 @@ export async function publishCommand(options: PublishOptions): Promise<string> {
   if (options.private) event.private = true;
   if (options.tag !== undefined && options.tag.length > 0) event.tags = parseTags(options.tag);
 
-  const response = await fetch(new URL('/v1/publish', options.url), {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-    },
-    body: JSON.stringify(event),
-  });
-  const text = await response.text();
+  const url = new URL('/v1/publish', options.url);
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      },
+      body: JSON.stringify(event),
+    });
+    text = await response.text();
+  } catch (error) {
+    throw unreachable(url, error);
+  }
   const body = parseJson(text);
   if (!response.ok) {
-    const detail = typeof body?.detail === 'string' ? body.detail : text || response.statusText;
-    throw new Error(`${response.status}: ${detail}`);
+    const isProblem = typeof body?.detail === 'string';
+    const detail = isProblem ? String(body?.detail) : response.statusText || 'no detail';
+    throw refused(url, response.status, detail, isProblem);
   }
-  return String(body?.id);
+  if (typeof body?.id !== 'string') {
+    throw new Error(
+      `${maskUrl(String(url))} answered ${response.status} without an event id: is --url (HERALD_URL) a Herald hub's address?`,
+    );
+  }
+  return body.id;
 }
 
 /** `name=value` pairs from repeated `--tag` flags. */

@@ -1,5 +1,8 @@
 import { SignJWT } from 'jose';
 
+/** `herald token --ttl` unless told. */
+export const DEFAULT_TOKEN_TTL = '1h';
+
 export interface TokenOptions {
   readonly secret: string;
   readonly tenant?: string;

@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
 import { IpcBroker } from '../brokers/ipc.ts';
 import { createLogger } from '../observability/logger.ts';
+import { logDestination } from '../observability/pretty.ts';
 import { serve } from './serve.ts';
 import type { StartMessage, WorkerMessage } from './workers.ts';
 
@@ -23,7 +24,11 @@ process.once('message', async (message: StartMessage) => {
   try {
     const pipe = sharedLog ? new Socket({ fd: 4, readable: true, writable: true }) : undefined;
     const broker = pipe === undefined ? undefined : new IpcBroker(pipe);
-    const logger = createLogger({ level: config.logLevel, base: { worker: index + 1 } });
+    const logger = createLogger({
+      level: config.logLevel,
+      base: { worker: index + 1 },
+      ...logDestination(config.logFormat),
+    });
     const running = await serve(config, logger, {
       reusePort: true,
       metricsLabels: { worker: String(index + 1) },

@@ -7,7 +7,9 @@ import { LogServer } from '../brokers/ipc.ts';
 import { MemoryBroker } from '../brokers/memory.ts';
 import { redactUrl } from '../brokers/redact-url.ts';
 import { createLogger } from '../observability/logger.ts';
+import { logDestination } from '../observability/pretty.ts';
 import type { ServeConfig } from './config.ts';
+import { listenError } from './messages.ts';
 
 /**
  * `herald serve --workers N`: the primary process starts N workers, each a whole hub
@@ -189,9 +191,7 @@ async function ensureFree(host: string, port: number): Promise<void> {
       probe.listen({ host, port, exclusive: true }, resolve);
     });
   } catch (error) {
-    throw new Error(
-      `cannot listen on ${host}:${port}: ${(error as Error).message}. Stop what holds the port, or choose another with --port`,
-    );
+    throw listenError(error, host, port);
   } finally {
     await new Promise((resolve) => probe.close(resolve));
   }
@@ -231,7 +231,11 @@ async function reachable(config: ServeConfig, log: (line: string) => void): Prom
 
 /** `herald serve --workers N` as the CLI runs it: prints where it listens, stops on SIGTERM/SIGINT. */
 export async function runWorkers(config: ServeConfig, version: string): Promise<void> {
-  const logger = createLogger({ level: config.logLevel, base: { role: 'primary' } });
+  const logger = createLogger({
+    level: config.logLevel,
+    base: { role: 'primary' },
+    ...logDestination(config.logFormat),
+  });
   const pool = await startWorkers(config, (line) => logger.warn({}, line));
   // Where it listens is printed at any level: scripts and operators wait for that line.
   logger

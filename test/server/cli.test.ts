@@ -1,61 +1,24 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { killAllHubs, spawnHub } from '../helpers/nodes.ts';
 import { openStream } from '../helpers/sse-client.ts';
+import { killAllCli, runCli } from './run-cli.ts';
 
-const CLI = fileURLToPath(new URL('../../src/server/cli.ts', import.meta.url));
 const BUILT = fileURLToPath(new URL('../../dist/server/cli.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const run = (args: string[], env: Record<string, string> = {}, cli?: string) =>
+  runCli(args, env, cli === undefined ? {} : { command: [process.execPath, cli] });
 
-function run(args: string[], env: Record<string, string> = {}, cli = CLI): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** Starts `herald serve` and resolves with its URL once it says it listens. */
+/** Starts `herald serve` and resolves with its URL once it says it listens; killed in `after` whatever happens. */
 async function startServe(
   args: string[] = [],
   env: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
-    env: { ...process.env, ...env },
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL printed: ${output}`)), 10_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1] as string);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', () => reject(new Error(`exited early: ${output}`)));
-  });
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  return { child, url, output: () => output };
+  const hub = await spawnHub(args, env);
+  return { child: hub.child, url: hub.url, output: hub.output };
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
@@ -64,6 +27,11 @@ function exited(child: ChildProcess): Promise<number | null> {
     else child.once('exit', (code) => resolve(code));
   });
 }
+
+after(async () => {
+  await killAllCli();
+  await killAllHubs();
+});
 
 describe('herald CLI', () => {
   test('serve prints its URL, listens on loopback by default, and answers /healthz and /readyz', async () => {
@@ -94,10 +62,14 @@ describe('herald CLI', () => {
     }
   });
 
-  test('an invalid setting stops serve with a message naming the flag and variable', async () => {
+  test('an invalid setting stops serve (exit 2) with a message naming the flag and variable, and no help screen', async () => {
     const result = await run(['serve', '--heartbeat', 'often']);
-    assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /--heartbeat \(HERALD_HEARTBEAT\): "often" is not a duration/);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      'herald serve: --heartbeat (HERALD_HEARTBEAT): "often" is not a duration; use e.g. 500ms, 15s, 5m, 24h or 7d\n' +
+        'see herald serve --help\n',
+    );
   });
 
   test('publish prints the id; listen prints one JSON line per event and resumes after --last-event-id', async () => {
@@ -286,7 +258,7 @@ describe('herald CLI', () => {
       assert.equal(listened.code, 0, listened.stderr);
       assert.deepEqual(JSON.parse(listened.stdout).data, { n: 2 });
       const noSecret = await run(['token', '--tenant', 'x'], { HERALD_JWT_SECRET: '' });
-      assert.equal(noSecret.code, 1);
+      assert.equal(noSecret.code, 2);
       assert.match(noSecret.stderr, /a secret is required/);
     } finally {
       child.kill('SIGKILL');

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { resolveConfig } from '../../src/server/config.ts';
+import {
+  ConfigError,
+  closest,
+  formatValue,
+  maskUrl,
+  resolveConfig,
+  resolveSettings,
+  SETTINGS,
+  type Setting,
+} from '../../src/server/config.ts';
 
 describe('serve configuration', () => {
   test('defaults: port 8080 on 127.0.0.1, 10 000 events and 24 h of history, 15 s heartbeat', () => {
@@ -82,5 +91,88 @@ describe('serve configuration', () => {
     // A key file's path is short, and no secret.
     resolveConfig({ mercurePublisherJwtKey: 'pub.pem', mercurePublisherJwtAlg: 'ES256' }, {});
     resolveConfig({ jwtSecret: 'short' }, { HERALD_TEST_ONLY_ALLOW_WEAK_SECRETS: '1' });
+  });
+});
+
+describe('serve configuration, in words', () => {
+  test('every refused value is said in plain words, never as a schema library says it', () => {
+    const raw = /expected (number|string)|received|Invalid (input|option)|Too (small|big)|NaN/i;
+    const cases: Record<string, unknown>[] = [
+      { port: 'abc' },
+      { port: -1 },
+      { workers: 0 },
+      { host: '' },
+      { historySize: '1.5' },
+      { historyMaxAge: '0' },
+      { maxDataSize: '-3' },
+      { maxSelectorLength: 5000 },
+      { overflowPolicy: 'never' },
+      { logLevel: 'loud' },
+      { logFormat: 'xml' },
+      { anonymous: 'perhaps' },
+      { corsOrigin: 5 },
+      { jwksUrl: 'keys' },
+      { cookieName: 'a b' },
+      { mercurePublisherJwtAlg: 'none' },
+      { broker: 'postgres://db' },
+    ];
+    for (const flags of cases) {
+      assert.throws(
+        () => resolveConfig(flags, {}),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError, JSON.stringify(flags));
+          assert.equal(error.problems.length, 1, error.message);
+          assert.doesNotMatch(error.message, raw, error.message);
+          assert.match(error.problems[0] as string, /^--[a-z-]+ \(HERALD_[A-Z_]+.*\): \S/);
+          return true;
+        },
+      );
+    }
+  });
+
+  test('a secret is never quoted back, whatever is wrong with it', () => {
+    const secret = 'top-secret-but-short';
+    assert.throws(
+      () => resolveConfig({ jwtSecret: secret }, { MERCURE_SUBSCRIBER_JWT_KEY: secret }),
+      (error: ConfigError) => !error.message.includes(secret) && error.problems.length === 2,
+    );
+    assert.throws(
+      () => resolveConfig({ broker: 'redis//:pass-word@host' }, {}),
+      (error: Error) => !error.message.includes('pass-word') && /\*\*\*@host/.test(error.message),
+    );
+  });
+
+  test('where each value came from: flag, variable, file or default', () => {
+    const { origins, config } = resolveSettings(
+      { port: '1' },
+      { HERALD_HEARTBEAT: '2s', HOST: '::1' },
+      { path: 'herald.yaml', values: { retry: '3s', port: 9 } },
+    );
+    assert.deepEqual(origins.port, { from: 'flag' });
+    assert.deepEqual(origins.heartbeat, { from: 'env', name: 'HERALD_HEARTBEAT' });
+    assert.deepEqual(origins.host, { from: 'env', name: 'HOST' });
+    assert.deepEqual(origins.retry, { from: 'file', path: 'herald.yaml' });
+    assert.deepEqual(origins.historySize, { from: 'default' });
+    assert.equal(config.retry, 3000);
+  });
+
+  test('values as they are typed, secrets as (set), URLs without credentials; the nearest name', () => {
+    const s = (key: string) => SETTINGS.find((candidate) => candidate.key === key) as Setting;
+    assert.equal(formatValue(s('heartbeat'), 15_000), '15s');
+    assert.equal(formatValue(s('historyMaxAge'), 86_400_000), '24h');
+    assert.equal(formatValue(s('historyMaxAge'), 7 * 86_400_000), '7d');
+    assert.equal(formatValue(s('maxDataSize'), 1024 * 1024), '1MiB');
+    assert.equal(formatValue(s('mercure'), true), 'on');
+    assert.equal(formatValue(s('jwtSecret'), 'x'.repeat(40)), '(set)');
+    assert.equal(formatValue(s('jwtSecret'), undefined), 'none');
+    assert.equal(formatValue(s('broker'), 'redis://app:pw@redis:6379'), 'redis://app:***@redis:6379');
+    assert.equal(formatValue(s('bridgeNats'), 'nats://tok@nats:4222'), 'nats://***@nats:4222');
+    assert.equal(
+      maskUrl('https://keys.example/jwks?access_token=abc'),
+      'https://keys.example/jwks?access_token=[redacted]',
+    );
+    assert.equal(closest('--prot', ['--port', '--host']), '--port');
+    assert.equal(closest('--secret', ['--jwt-secret', '--port']), '--jwt-secret');
+    assert.equal(closest('--zzzzzz', ['--port', '--host']), undefined);
   });
 });
