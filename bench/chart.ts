@@ -113,8 +113,9 @@ export function writeChart(
   scenarios: readonly Scenario[],
   rows: readonly ResultRow[],
   caption: string,
+  basename = 'latest',
 ): URL {
-  const svg = new URL('latest.svg', directory);
+  const svg = new URL(`${basename}.svg`, directory);
   const temporary = new URL(`${svg.href}.tmp`);
   writeFileSync(temporary, renderChart(scenarios, rows, caption));
   renameSync(temporary, svg);

@@ -149,11 +149,16 @@ function writeAtomically(path: URL, text: string): void {
   renameSync(temporary, path);
 }
 
-/** `latest.md` and `latest.json` in `directory`. */
-export function writeResults(directory: URL, results: Results, scenarios: readonly Scenario[]): URL[] {
+/** `<basename>.md` and `<basename>.json` in `directory` (`latest.*` by default). */
+export function writeResults(
+  directory: URL,
+  results: Results,
+  scenarios: readonly Scenario[],
+  basename = 'latest',
+): URL[] {
   mkdirSync(directory, { recursive: true });
-  const md = new URL('latest.md', directory);
-  const json = new URL('latest.json', directory);
+  const md = new URL(`${basename}.md`, directory);
+  const json = new URL(`${basename}.json`, directory);
   writeAtomically(md, markdownReport(results, scenarios));
   writeAtomically(json, `${JSON.stringify(results, null, 2)}\n`);
   return [md, json];

@@ -12,6 +12,7 @@ import { describeMachine } from './machine.ts';
 import { installCleanup, killAll } from './processes.ts';
 import { problemList, type ResultRow, scenarioTable, writeResults } from './report.ts';
 import { NotRun, type PlanOptions, type Scenario } from './scenario.ts';
+import { adversarial } from './scenarios/adversarial.ts';
 import { CLUSTER_BROKERS, CLUSTER_RATE, cluster } from './scenarios/cluster.ts';
 import { DEFAULT_RATE, fanout } from './scenarios/fanout.ts';
 import { LATENCY_RATE, latency } from './scenarios/latency.ts';
@@ -27,12 +28,25 @@ const SCENARIOS: Readonly<Record<string, Scenario>> = {
   topics: topicsScenario,
   replay,
   cluster,
+  adversarial,
+};
+/** The scenarios by the numbers the README and the results use (`--only S7`). */
+const NUMBERED: Readonly<Record<string, string>> = {
+  S1: 'fanout',
+  S2: 'latency',
+  S3: 'memory',
+  S4: 'topics',
+  S5: 'replay',
+  S6: 'cluster',
+  S7: 'adversarial',
 };
 const RESULTS = new URL('./results/', import.meta.url);
 
 const USAGE = `Usage: node bench/run.ts [options]
 
   --scenario <names>     ${Object.keys(SCENARIOS).join(', ')} or all (default: all)
+  --only <S1…S7>         the same by number, e.g. --only S7 (adversarial) or --only S4,S7;
+                         a partial run writes results/latest-<names>.*, not results/latest.*
   --target <names>       ${Object.keys(TARGETS).join(', ')} or all (default: all)
   --subscribers <n>      subscribers (fanout, cluster: 1000, quick 100; latency, topics:
                          10000, quick 1000; replay: 1000, quick 100; memory: fixed cases)
@@ -73,6 +87,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       scenario: { type: 'string', default: 'all' },
+      only: { type: 'string' },
       target: { type: 'string', default: 'all' },
       subscribers: { type: 'string' },
       rate: { type: 'string' },
@@ -89,7 +104,19 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const scenarios = pick('scenario', SCENARIOS, values.scenario);
+  const names =
+    values.only === undefined
+      ? values.scenario
+      : values.only
+          .split(',')
+          .map((id) => {
+            const name = NUMBERED[id.trim().toUpperCase()];
+            if (name === undefined)
+              throw new Error(`unknown scenario number "${id}"; known: ${Object.keys(NUMBERED).join(', ')}`);
+            return name;
+          })
+          .join(',');
+  const scenarios = pick('scenario', SCENARIOS, names);
   const targets: Target[] = pick('target', TARGETS, values.target);
   const subscribers = number('subscribers', values.subscribers, 1, 15_000);
   const rate = number('rate', values.rate, 0, 1_000_000);
@@ -114,6 +141,20 @@ async function main(): Promise<number> {
     for (const scenarioCase of scenario.plan(options)) {
       for (const target of targets) {
         const name = `${scenario.name} ${scenarioCase.label} on ${target.name}`;
+        if (scenario.targets !== undefined && !scenario.targets.includes(target.name)) {
+          rows.push({
+            scenario: scenario.name,
+            case: scenarioCase.label,
+            target: target.name,
+            params: scenarioCase.params,
+            result: {
+              metrics: {},
+              problems: [],
+              notRun: `not run: measures ${scenario.targets.join(', ')} only`,
+            },
+          });
+          continue;
+        }
         log(`${name}: starting ${target.name}`);
         let server: RunningTarget | undefined;
         try {
@@ -177,13 +218,17 @@ async function main(): Promise<number> {
     finishedAt: new Date().toISOString(),
     rows,
   };
-  const written = writeResults(RESULTS, results, scenarios);
+  // A partial run does not replace the full run's results.
+  const all = scenarios.length === Object.keys(SCENARIOS).length;
+  const basename = all ? 'latest' : `latest-${scenarios.map((scenario) => scenario.name).join('-')}`;
+  const written = writeResults(RESULTS, results, scenarios, basename);
   written.push(
     writeChart(
       RESULTS,
       scenarios,
       rows,
       `Herald benchmark, ${results.machine.cores} cores, ${results.finishedAt.slice(0, 16)}Z`,
+      basename,
     ),
   );
   for (const scenario of scenarios) {

@@ -67,6 +67,11 @@ export interface Scenario {
   readonly description: string;
   /** The table's columns after target and case; keys into `CaseResult.metrics`. */
   readonly columns: readonly Column[];
+  /**
+   * The targets it applies to, when not all (S7 measures Herald's own limits): the others are
+   * listed as not run, without being started.
+   */
+  readonly targets?: readonly string[];
   /** Panels of the results chart (`results/latest.svg`) drawn from this scenario's rows. */
   readonly charts?: readonly ChartSpec[];
   plan(options: PlanOptions): readonly ScenarioCase[];

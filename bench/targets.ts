@@ -26,6 +26,11 @@ export interface TargetOptions {
    * hold at most 20 000 descriptors. Default 1; a single-process peer refuses more.
    */
   readonly workers?: number;
+  /**
+   * A file each node appends its event-loop delays to (`loop-monitor.ts`, preloaded with
+   * `--import`), for the scenarios that measure stalls (S7). Herald only; other peers ignore it.
+   */
+  readonly loopMonitorFile?: string;
 }
 
 /** Where a node listens. */
@@ -73,6 +78,7 @@ export interface Target {
 }
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
+const LOOP_MONITOR = new URL('./loop-monitor.ts', import.meta.url).href;
 
 /**
  * Herald's standalone server, `herald serve`, from source on the Node running the benchmark: one
@@ -141,12 +147,21 @@ export const herald: Target = {
           await startServerProcess({
             name: count === 1 ? 'herald' : `herald node ${i + 1}`,
             command: process.execPath,
-            args: [...process.execArgv, ...args],
+            args: [
+              ...process.execArgv,
+              ...(options.loopMonitorFile === undefined ? [] : ['--import', LOOP_MONITOR]),
+              ...args,
+            ],
             cwd: REPO,
             // Its own HERALD_* settings would make runs incomparable.
-            env: Object.fromEntries(
-              Object.entries(process.env).filter(([name]) => !name.startsWith('HERALD_')),
-            ),
+            env: {
+              ...Object.fromEntries(
+                Object.entries(process.env).filter(
+                  ([name]) => !name.startsWith('HERALD_') && name !== 'BENCH_LOOP_FILE',
+                ),
+              ),
+              ...(options.loopMonitorFile === undefined ? {} : { BENCH_LOOP_FILE: options.loopMonitorFile }),
+            },
             ready: /listening on (http:\/\/\S+)/,
           }),
         );

@@ -15,7 +15,15 @@ import {
   sameSecret,
 } from './subscriber.ts';
 import { SubscriberIndex, type TenantIndex } from './subscriber-index.ts';
-import { anyMatch, type Selector } from './topics.ts';
+import {
+  anyMatch,
+  anyMatchWithin,
+  checkTemplateCount,
+  MatchBudget,
+  nextTurn,
+  type Selector,
+  turnBudget,
+} from './topics.ts';
 
 export interface HubOptions {
   /** Interval of the heartbeat comment on a quiet stream, ms. */
@@ -174,6 +182,11 @@ export class Hub implements SubscriberOwner {
   private stamp = 0;
   /** How long the last event took from acceptance to this node's feed, ms. */
   private feedLagMs = 0;
+  /** Events the feed delivered that are not dispatched yet, from `backlogAt` on (see `drain`). */
+  private backlog: HeraldEvent[] = [];
+  private backlogAt = 0;
+  /** A drain runs now, or waits for the next turn: events the feed delivers meanwhile join the backlog. */
+  private draining = false;
   /** In-process readers of the feed, beside the subscribers (see `observe`). */
   private readonly observers: ((events: readonly HeraldEvent[]) => void)[] = [];
   /**
@@ -269,6 +282,16 @@ export class Hub implements SubscriberOwner {
         options.reuseIds === true && draft.id !== undefined ? { ...draft, reuseId: true } : draft;
       return this.options.privateByDefault && !reused.private ? { ...reused, private: true } : reused;
     });
+    // Matching the topics against this node's templates now, a turn's matching time at a time
+    // (see `turnBudget`), makes the publisher wait for what its topics cost, rather than every
+    // event fanned out after its own: fan-out then finds the lookups kept.
+    for (const draft of drafts) {
+      for (const tenant of [draft.tenant, ALL_TENANTS]) {
+        const matching = this.index.prepareInTurns(tenant, draft.topics);
+        if (matching !== undefined) await matching;
+      }
+    }
+    if (this.closing) throw shuttingDown();
     const started = performance.now();
     const events = await this.broker.append(drafts);
     this.appendLatency.observe(performance.now() - started);
@@ -393,7 +416,9 @@ export class Hub implements SubscriberOwner {
       if (subscriber.isClosed) return;
       frames.length = 0;
       for (const event of page) {
-        if (!subscriber.wants(event)) continue;
+        const wanted = this.wantsFromLog(subscriber, event);
+        if (wanted !== true && (wanted === false || !(await wanted))) continue;
+        if (subscriber.isClosed) return;
         frames.push(frameFor(event, subscriber.permissions));
         subscriber.lastSentId = event.id;
       }
@@ -412,7 +437,56 @@ export class Hub implements SubscriberOwner {
 
   /** The broker's feed: every event of the log, once, in order. */
   private dispatch(events: readonly HeraldEvent[]): void {
-    for (const event of events) {
+    for (const event of events) this.backlog.push(event);
+    if (!this.draining) this.drain();
+  }
+
+  /**
+   * Fans the backlog out, in log order. Matching a new topic against the templates that may match
+   * it is the one cost of fan-out that subscribers choose (their templates): when an event's
+   * lookups need more than this turn's matching time (`turnBudget`), they go on in the next turn
+   * of the event loop, and the events after it wait for it there. Nothing is lost or reordered,
+   * and sockets, timers and `/healthz` get their turn in between.
+   */
+  private readonly drain = (budget: MatchBudget = turnBudget()): void => {
+    this.draining = true;
+    const from = this.backlogAt;
+    let later = false;
+    try {
+      this.fanOutBacklog(budget);
+    } finally {
+      later = this.backlogAt < this.backlog.length;
+      if (later) schedule(this.drain);
+      this.draining = later;
+    }
+    if (this.backlogAt === from) return;
+    const events = this.backlog.slice(from, this.backlogAt);
+    if (!later) {
+      this.backlog = [];
+      this.backlogAt = 0;
+    }
+    const last = events[events.length - 1];
+    if (last !== undefined) this.feedLagMs = Date.now() - last.time;
+    for (const observer of this.observers) {
+      try {
+        observer(events);
+      } catch (error) {
+        this.options.onError(error, 'a feed observer failed');
+      }
+    }
+  };
+
+  /** Fans out the backlog's events, in order, until its end or until `budget` runs out. */
+  private fanOutBacklog(budget: MatchBudget): void {
+    while (this.backlogAt < this.backlog.length) {
+      const event = this.backlog[this.backlogAt] as HeraldEvent;
+      if (
+        !this.index.prepare(event.tenant, event.topics, budget) ||
+        !this.index.prepare(ALL_TENANTS, event.topics, budget)
+      ) {
+        return;
+      }
+      this.backlogAt++;
       this.cursor = event.pos;
       const stamp = ++this.stamp;
       this.fanOut(this.index.get(event.tenant), event, stamp);
@@ -425,15 +499,31 @@ export class Hub implements SubscriberOwner {
         }
       }
     }
-    const last = events[events.length - 1];
-    if (last !== undefined) this.feedLagMs = Date.now() - last.time;
-    for (const observer of this.observers) {
-      try {
-        observer(events);
-      } catch (error) {
-        this.options.onError(error, 'a feed observer failed');
-      }
-    }
+  }
+
+  /**
+   * `subscriber.wants(event)` for an event read back from the log (replays, polls), where the
+   * stream's templates are tested against each event's topics: within this turn's matching time
+   * (`turnBudget`), and the next turns' if it needs more (then the answer is a promise).
+   */
+  private wantsFromLog(subscriber: Subscriber, event: HeraldEvent): boolean | Promise<boolean> {
+    if (event.tenant !== subscriber.tenant && subscriber.tenant !== ALL_TENANTS) return false;
+    const matched = anyMatchWithin(subscriber.selectors, event.topics, turnBudget());
+    if (typeof matched === 'number') return this.wantsLater(subscriber, event, matched);
+    return matched && subscriber.accepts(event);
+  }
+
+  private async wantsLater(subscriber: Subscriber, event: HeraldEvent, from: number): Promise<boolean> {
+    let selectors = subscriber.selectors;
+    let matched: boolean | number = from;
+    do {
+      await nextTurn();
+      if (subscriber.isClosed) return false;
+      // Changed meanwhile (`POST /v1/subscriptions`): from the start, with what it holds now.
+      if (subscriber.selectors !== selectors) [selectors, matched] = [subscriber.selectors, 0];
+      matched = anyMatchWithin(selectors, event.topics, turnBudget(), matched as number);
+    } while (typeof matched === 'number');
+    return matched && subscriber.accepts(event);
   }
 
   /**
@@ -445,6 +535,8 @@ export class Hub implements SubscriberOwner {
    * gap (Mercure's: everything the new log holds, `Last-Event-ID: earliest`).
    */
   private logReset(from: string): void {
+    // What the old log delivered and still waits in the backlog goes out first, whatever it costs.
+    this.drain(new MatchBudget(Number.POSITIVE_INFINITY));
     this.cursor = from;
     this.flush();
     const now = Date.now();
@@ -681,7 +773,8 @@ export class Hub implements SubscriberOwner {
     for (;;) {
       const page = await this.broker.read(after, until, this.options.replayPageSize);
       for (const event of page) {
-        if (subscriber.wants(event)) wanted.push(event);
+        const wants = this.wantsFromLog(subscriber, event);
+        if (wants === true || (wants !== false && (await wants))) wanted.push(event);
         if (wanted.length === limit) return wanted;
       }
       const last = page.at(-1);
@@ -738,6 +831,7 @@ export class Hub implements SubscriberOwner {
         `the stream would have ${next.length} topic selectors; the limit is ${maxSelectors}`,
       );
     }
+    checkTemplateCount(next);
     // Removed and added again in one synchronous step: no dispatch sees it half changed.
     if (subscriber.indexed) this.index.remove(subscriber);
     subscriber.selectors = next;

@@ -21,19 +21,43 @@ export interface UriTemplate {
   readonly prefix: string;
   /** Literal text after the last expression ('' if the template ends with one or has none). */
   readonly suffix: string;
+  /** Variables over all its expressions (`{a,b}{c}`: 3). */
+  readonly variables: number;
+  /** The fewest UTF-16 code units a topic it matches can have: those of its literals. */
+  readonly minLength: number;
+  /**
+   * Its fully literal segments (text between two `/`, or an end, without any expression) whose
+   * place in every topic it matches is fixed: counted from the start when no expression before
+   * them can expand to a `/`, from the end when none after them can (only `{+x}`, `{#x}` and
+   * `{/x}` can). `dealers/{id}/scores` has `[0, 'dealers']` and `[2, 'scores']` from the start,
+   * `[0, 'scores']` and `[2, 'dealers']` from the end. An index keys templates on them.
+   */
+  readonly segments: TemplateSegments;
+  /**
+   * About how many passes over the topic one match takes (a few per variable, one or two per
+   * literal): the work of a match is `weight × topic length`, which callers count to bound it.
+   */
+  readonly weight: number;
   /** True when some assignment of the variables expands to exactly `topic`. */
   test(topic: string): boolean;
+}
+
+/** `[segment number, its text]`, each list in increasing segment number. */
+export interface TemplateSegments {
+  readonly fromStart: readonly (readonly [number, string])[];
+  readonly fromEnd: readonly (readonly [number, string])[];
 }
 
 const MAX_TEMPLATE_LENGTH = 4096;
 /**
  * What bounds the cost of a match besides the topic's length: each variable costs at most eight
- * passes over the topic, and each literal between expressions two. With 32 variables, the worst
- * templates we could build took about 1 ms on a 1024-character topic (2-core machine, see the
- * hostile-template tests), which leaves room below the 5 ms a match may hold the hub's event loop
- * for; real templates use a handful.
+ * passes over the topic, and each literal between expressions two. With 16 variables, the worst
+ * templates we could build took about 0.5 ms on a 1024-character topic (2-core machine, see the
+ * hostile-template tests); real templates use a handful (the seeds' apps and Mercure's examples
+ * one or two, RFC 6570's longest example five). Fewer variables per template is the cheapest
+ * bound there is on what one template costs each topic it is tested against.
  */
-const MAX_VARIABLES = 32;
+export const MAX_VARIABLES = 16;
 
 // §1.5. `allow` below lists what an operator keeps unencoded besides the unreserved set.
 const RESERVED = ":/?#[]@!$&'()*+,;=";
@@ -127,7 +151,22 @@ const isHexDigit = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) |
 const isContinuationDigit = (c: number) =>
   c === 56 || c === 57 || c === 65 || c === 66 || c === 97 || c === 98;
 
+/**
+ * The last topic read, kept: a topic is tested against many templates in a row (every candidate
+ * of the index, every selector of a stream), and reading it costs as much as a short template.
+ * Its scratch space is reused safely, as a match never runs inside another.
+ */
+let lastText: string | undefined;
+let lastTopic: Topic | undefined;
+
 function readTopic(text: string): Topic {
+  if (text === lastText && lastTopic !== undefined) return lastTopic;
+  lastTopic = parseTopic(text);
+  lastText = text;
+  return lastTopic;
+}
+
+function parseTopic(text: string): Topic {
   const chars = new Int32Array(text.length);
   let length = 0;
   for (let i = 0; i < text.length; length++) {
@@ -197,6 +236,50 @@ function charEnd(topic: Topic, holds: CharClass, i: number): number {
 
 const invalid = (detail: string) => new HeraldError(400, 'invalid-template', detail);
 
+/** Operators whose expansion may contain `/`: `+` and `#` keep it unencoded, `/` emits it. */
+const SLASH_OPERATORS = '+#/';
+const EXPRESSION = 0;
+const SPANS_SLASHES = 1;
+/** A template as literal text and expressions, for working out its fixed segments. */
+type Atom = string | typeof EXPRESSION | typeof SPANS_SLASHES;
+
+/**
+ * The fully literal segments of `atoms` from its start, up to the first expression that may
+ * expand to a `/` (after it, no segment number is certain).
+ */
+function fixedSegments(atoms: readonly Atom[]): [number, string][] {
+  const found: [number, string][] = [];
+  let segment = 0;
+  let text = '';
+  let literalOnly = true;
+  for (const atom of atoms) {
+    if (atom === SPANS_SLASHES) return found;
+    if (atom === EXPRESSION) {
+      literalOnly = false;
+      continue;
+    }
+    let from = 0;
+    for (let slash = atom.indexOf('/'); slash !== -1; slash = atom.indexOf('/', from)) {
+      text += atom.slice(from, slash);
+      if (literalOnly) found.push([segment, text]);
+      segment++;
+      text = '';
+      literalOnly = true;
+      from = slash + 1;
+    }
+    text += atom.slice(from);
+  }
+  if (literalOnly) found.push([segment, text]);
+  return found;
+}
+
+/** `text` backwards, by UTF-16 code unit: reversed twice, it is itself again. */
+const reverse = (text: string) => {
+  let reversed = '';
+  for (let i = text.length - 1; i >= 0; i--) reversed += text[i];
+  return reversed;
+};
+
 /** Throws HeraldError(400, 'invalid-template', detail) for a malformed template, with a detail a person can act on, e.g. "topic template `a/{b` has an unclosed `{` at position 2". */
 export function compileUriTemplate(source: string): UriTemplate {
   if (source.length > MAX_TEMPLATE_LENGTH) {
@@ -209,10 +292,14 @@ export function compileUriTemplate(source: string): UriTemplate {
   const steps: Step[] = [];
   let variables = 0;
   let position = 0;
+  const atoms: Atom[] = [];
+  let literals = 0;
+  let minLength = 0;
   parts.forEach((part, index) => {
     if (index % 2 === 1) {
       steps.push(compileExpression(source, position, part.slice(1, -1)));
       variables += part.split(',').length;
+      atoms.push(SLASH_OPERATORS.includes(part.charAt(1)) ? SPANS_SLASHES : EXPRESSION);
     } else {
       const brace = part.search(/[{}]/);
       if (brace !== -1) {
@@ -224,7 +311,12 @@ export function compileUriTemplate(source: string): UriTemplate {
         );
       }
       // §3.1: literals are copied as they are, so they match themselves only.
-      if (part !== '') steps.push(literal(part));
+      if (part !== '') {
+        steps.push(literal(part));
+        atoms.push(part);
+        literals++;
+        minLength += part.length;
+      }
     }
     position += part.length;
   });
@@ -238,6 +330,15 @@ export function compileUriTemplate(source: string): UriTemplate {
     source,
     prefix: parts[0] ?? '',
     suffix: parts.length > 1 ? (parts.at(-1) ?? '') : '',
+    variables,
+    minLength,
+    segments: {
+      fromStart: fixedSegments(atoms),
+      fromEnd: fixedSegments(
+        atoms.map((atom) => (typeof atom === 'string' ? reverse(atom) : atom)).reverse(),
+      ).map(([n, text]) => [n, reverse(text)] as const),
+    },
+    weight: 8 + literals * 2 + variables * 8,
     test(text: string) {
       const topic = readTopic(text);
       const at = new Uint8Array(topic.length + 1);

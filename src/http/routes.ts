@@ -9,6 +9,7 @@ import type { Herald } from '../herald.ts';
 import { METRICS_CONTENT_TYPE, metricsOf } from '../observability/metrics.ts';
 import { REQUEST_ID_HEADER, requestIdOf } from '../observability/request-id.ts';
 import { headerText } from './header-text.ts';
+import { parseJsonBody } from './json-body.ts';
 import type { HttpReply, HttpRequest, HttpResponse } from './request.ts';
 import { refuseReservedTopics } from './reserved-topics.ts';
 
@@ -370,13 +371,7 @@ export function requireMediaType(request: HttpRequest, expected: string): void {
 /** The request's JSON body, or the problem that says why there is none. */
 async function jsonBody(herald: Herald, request: HttpRequest): Promise<unknown> {
   requireMediaType(request, 'application/json');
-  const bytes = await request.body(herald.maxBodyBytes);
-  try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (error) {
-    const reason = error instanceof SyntaxError ? error.message : 'it is not valid UTF-8';
-    throw badRequest('malformed-json', `the body is not valid JSON: ${reason}`);
-  }
+  return parseJsonBody(await request.body(herald.maxBodyBytes));
 }
 
 async function stats(herald: Herald, request: HttpRequest): Promise<HttpReply> {

@@ -235,6 +235,96 @@ describe('prefix and suffix', () => {
   }
 });
 
+describe('fixed segments, fewest characters and weight', () => {
+  const cases: [template: string, fromStart: [number, string][], fromEnd: [number, string][]][] = [
+    [
+      'dealers/{id}/scores',
+      [
+        [0, 'dealers'],
+        [2, 'scores'],
+      ],
+      [
+        [0, 'scores'],
+        [2, 'dealers'],
+      ],
+    ],
+    [
+      'https://example.com/books/{id}',
+      [
+        [0, 'https:'],
+        [1, ''],
+        [2, 'example.com'],
+        [3, 'books'],
+      ],
+      [
+        [1, 'books'],
+        [2, 'example.com'],
+        [3, ''],
+        [4, 'https:'],
+      ],
+    ],
+    // `{+x}`, `{#x}` and `{/x}` may expand to any number of `/`: nothing after (or before) them has a fixed place.
+    ['{+base}/books/{id}', [], [[1, 'books']]],
+    ['a/{#x}/b', [[0, 'a']], [[0, 'b']]],
+    ['a{/x}/b', [], [[0, 'b']]],
+    [
+      '{scheme}://example.com/{id}',
+      [
+        [1, ''],
+        [2, 'example.com'],
+      ],
+      [
+        [1, 'example.com'],
+        [2, ''],
+      ],
+    ],
+    ['{id}', [], []],
+    ['{a}/{b}', [], []],
+    ['x{a}/y', [[1, 'y']], [[0, 'y']]],
+    ['{?q}', [], []],
+  ];
+  for (const [template, fromStart, fromEnd] of cases) {
+    test(template, () => {
+      const { segments } = compileUriTemplate(template);
+      assert.deepEqual(segments.fromStart, fromStart);
+      assert.deepEqual(segments.fromEnd, fromEnd);
+    });
+  }
+
+  test('the fewest characters are those of the literals', () => {
+    assert.equal(compileUriTemplate('dealers/{id}/scores').minLength, 'dealers//scores'.length);
+    assert.equal(compileUriTemplate('{a}{b}').minLength, 0);
+    assert.equal(compileUriTemplate('dealers/{id}/scores').test('dealers//scores'), true);
+  });
+
+  test('the weight grows with variables and literals', () => {
+    const one = compileUriTemplate('{a}').weight;
+    assert.ok(compileUriTemplate('{a,b,c}').weight > one);
+    assert.ok(compileUriTemplate('x{a}y').weight > one);
+  });
+
+  test('a topic read for one template serves the next without leaking its scratch space', () => {
+    // Prefix-limited values keep per-position counts in the topic's scratch space: each match
+    // must start from a clean one whichever template read the topic first.
+    const templates = ['{x:2}{x:2}{x:2}', '{a}-{b}', '{;a:3,b}', '{x:1}{y:1}', '{?q:2}'];
+    const topics = ['aaaaaa', 'aaaaaaa', 'a-b', ';a=abc;b', ';a=abcd', '%C3%A9', '?q=ab', '?q=abc'];
+    const alone = (template: string, topic: string) =>
+      compileUriTemplate(template).test(String.prototype.concat.call('', topic));
+    const compiled = templates.map((template) => compileUriTemplate(template));
+    for (let round = 0; round < 3; round++) {
+      for (const topic of topics) {
+        compiled.forEach((template, i) => {
+          assert.equal(
+            template.test(topic),
+            alone(templates[i] as string, topic),
+            `${templates[i]} on ${topic}`,
+          );
+        });
+      }
+    }
+  });
+});
+
 describe('invalid templates', () => {
   const cases: [template: string, detail: RegExp][] = [
     ['a/{b', /^topic template `a\/\{b` has an unclosed `\{` at position 2$/],
@@ -261,9 +351,9 @@ describe('invalid templates', () => {
     ['{@x}', /reserved operator `@`/],
     ['{|x}', /reserved operator `\|`/],
     ['x'.repeat(4097), /^topic template is 4097 characters long; the maximum is 4096$/],
-    ['{x}'.repeat(33), /^topic template `(\{x\}){33}` has 33 variables; the maximum is 32, so subscribe/],
-    [`{?${Array.from({ length: 40 }, (_, i) => `v${i}`).join(',')}}`, /has 40 variables; the maximum is 32/],
-    [`a/{b}/{+c:3,d*}${'{/e,f}'.repeat(15)}`, /has 33 variables/],
+    ['{x}'.repeat(17), /^topic template `(\{x\}){17}` has 17 variables; the maximum is 16, so subscribe/],
+    [`{?${Array.from({ length: 40 }, (_, i) => `v${i}`).join(',')}}`, /has 40 variables; the maximum is 16/],
+    [`a/{b}/{+c:3,d*}${'{/e,f}'.repeat(7)}`, /has 17 variables/],
   ];
   for (const [template, detail] of cases) {
     test(template.length > 40 ? `${template.slice(0, 20)}… (${template.length} chars)` : template, () => {
@@ -284,7 +374,7 @@ describe('invalid templates', () => {
     assert.equal(compileUriTemplate('x'.repeat(4096)).test('x'.repeat(4096)), true);
     assert.equal(compileUriTemplate('{x:9999}').test('x'.repeat(9999)), true);
     assert.equal(compileUriTemplate('{a.b,c_1,%41}').test('1,2,3'), true);
-    assert.equal(compileUriTemplate('{x}-'.repeat(32)).test('a-'.repeat(32)), true);
+    assert.equal(compileUriTemplate('{x}-'.repeat(16)).test('a-'.repeat(16)), true);
   });
 });
 
@@ -318,9 +408,14 @@ describe('adversarial topics', () => {
     test(template, () => {
       const compiled = compileUriTemplate(template);
       for (const topic of topics) {
-        const started = performance.now();
-        compiled.test(topic);
-        const elapsed = performance.now() - started;
+        // The fastest of three runs: a careless regex takes seconds on these every time, while a
+        // single run can lose the CPU to another process for longer than 50 ms on a busy machine.
+        let elapsed = Number.POSITIVE_INFINITY;
+        for (let run = 0; run < 3 && elapsed >= 50; run++) {
+          const started = performance.now();
+          compiled.test(topic);
+          elapsed = Math.min(elapsed, performance.now() - started);
+        }
         assert.ok(elapsed < 50, `${template} took ${elapsed.toFixed(1)} ms on ${topic.slice(0, 12)}…`);
       }
     });
@@ -427,6 +522,29 @@ describe('every expansion matches', () => {
         compileUriTemplate(template).test(topic),
         `${template} should match ${JSON.stringify(topic)} (${JSON.stringify(values)})`,
       );
+    }
+  });
+
+  test('every fixed segment is where it says in every expansion (what the index files templates under)', () => {
+    for (let round = 0; round < 3000; round++) {
+      let template = pick(LITERALS) + pick(['', 'a/', '/', 'b/c/']);
+      for (let count = 1 + Math.floor(random() * 3); count > 0; count--) {
+        template += `{${pick(Object.keys(OPERATORS))}${pick(NAMES)}}${pick([...LITERALS, '/x/', '/', 'y/'])}`;
+      }
+      const values = Object.fromEntries(NAMES.map((name) => [name, randomValue(false)]));
+      const topic = expand(template, values, random() < 0.3);
+      const { segments } = compileUriTemplate(template);
+      const parts = topic.split('/');
+      for (const [n, text] of segments.fromStart) {
+        assert.equal(parts[n], text, `${template}: segment ${n} of ${JSON.stringify(topic)}`);
+      }
+      for (const [n, text] of segments.fromEnd) {
+        assert.equal(
+          parts[parts.length - 1 - n],
+          text,
+          `${template}: segment ${n} from the end of ${JSON.stringify(topic)}`,
+        );
+      }
     }
   });
 
@@ -606,15 +724,15 @@ describe('hostile templates', () => {
   };
 
   /**
-   * Up to 32 variables (the most the compiler accepts), as the same expression over and over
+   * Up to 16 variables (the most the compiler accepts), as the same expression over and over
    * (`{x:9999}{x:9999}…`) or as random ones, next to each other or apart, up to 1024 characters.
    */
   function hostileTemplate(): string {
-    let budget = random() < 0.5 ? 32 : 1 + below(32);
+    let budget = random() < 0.5 ? 16 : 1 + below(16);
     const repeated = random() < 0.4 ? expression(1 + below(3)) : undefined;
     let template = random() < 0.3 ? pick(['https://example.com/', '/', 'a']) : '';
     while (budget > 0) {
-      const next = (repeated ?? expression(Math.min(budget, pick([1, 1, 1, 2, 3, 8, 32])))) + between();
+      const next = (repeated ?? expression(Math.min(budget, pick([1, 1, 1, 2, 3, 8, 16])))) + between();
       const variables = next.split(',').length;
       if (variables > budget || template.length + next.length > 1024) break;
       template += next;
@@ -676,12 +794,13 @@ describe('hostile templates', () => {
     }
     const known = [
       '{x:9999}'.repeat(6),
-      '{x:9999}'.repeat(32),
+      '{x:9999}'.repeat(16),
       '{+a}-{b}-{c}',
-      '{+a}-{b}-{c}-'.repeat(10),
-      `{;${Array.from({ length: 32 }, (_, i) => `v${i}:99`).join(',')}}`,
-      `{?${Array.from({ length: 32 }, (_, i) => `v${i}`).join(',')}}`,
-      `{+a}{/${Array(31).fill('a:3').join(',')}}`,
+      '{+a}-{b}-{c}-'.repeat(5),
+      `{;${Array.from({ length: 16 }, (_, i) => `v${i}:99`).join(',')}}`,
+      `{?${Array.from({ length: 16 }, (_, i) => `v${i}`).join(',')}}`,
+      `{?${Array.from({ length: 16 }, (_, i) => `v${i}:99`).join(',')}}`,
+      `{+a}{/${Array(15).fill('a:3').join(',')}}`,
       `{+a}${'a'.repeat(500)}b{+a}${'a'.repeat(500)}b`,
     ];
     let matches = 0;
