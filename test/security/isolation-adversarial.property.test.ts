@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BACKENDS, type Backend, hubOn } from '../helpers/backends.ts';
+import { type Rng, random } from '../helpers/random.ts';
 import type { TestHub } from '../helpers/server.ts';
 import { openStream, type SseStream } from '../helpers/sse-client.ts';
 import { bearer, SECRET, token } from '../helpers/tokens.ts';
@@ -31,27 +32,6 @@ import { mercurePublish, mercureStream } from '../mercure/mercure-client.ts';
  * publish; a sync event on every stream before one is closed), so what a run observes depends
  * only on the seed, never on timing.
  */
-
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function random(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const chance = (p: number) => next() < p;
-  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
-  const some = <T>(items: readonly T[], max: number): T[] => {
-    const n = 1 + Math.floor(next() * max);
-    return [...new Set(Array.from({ length: n }, () => pick(items)))];
-  };
-  return { next, int, chance, pick, some };
-}
-type Rng = ReturnType<typeof random>;
 
 const CASES = [
   { seed: 1, victim: 'acme', attacker: 'globex' },

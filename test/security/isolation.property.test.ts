@@ -1,26 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { random } from '../helpers/random.ts';
 import { sleep, startHub } from '../helpers/server.ts';
 import type { SseStream } from '../helpers/sse-client.ts';
 import { bearer, SECRET, token } from '../helpers/tokens.ts';
-
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function random(seed: number) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
-  const some = <T>(items: readonly T[], max: number): T[] => {
-    const n = 1 + Math.floor(next() * max);
-    return [...new Set(Array.from({ length: n }, () => pick(items)))];
-  };
-  return { next, pick, some };
-}
 
 const TENANTS = ['', 'acme', 'globex'];
 const TOPICS = ['rooms/0', 'rooms/1', 'rooms/2', 'news', 'alerts/fire', 'alerts/flood'];
