@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
+import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
 import { type AnyRequest, type AnyResponse, forHttp2, Http2Sink, isGone, isHttp2 } from './http2.ts';
 import { hasParser, settleStream } from './release.ts';
 import type { HttpReply, HttpRequest } from './request.ts';
@@ -59,7 +60,7 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
       .then(
         (reply) => {
           if (reply === undefined && next !== undefined) next();
-          else send(req, res, reply ?? notFound(path), streams);
+          else send(req, res, reply ?? notFound(path, request.header(REQUEST_ID_HEADER)), streams);
         },
         (error: unknown) => send(req, res, problemReply(error, herald), streams),
       )

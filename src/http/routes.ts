@@ -117,10 +117,12 @@ function options(herald: Herald, request: HttpRequest, route: Route): HttpRespon
   return { kind: 'response', status: answer.status, headers: answer.headers, body: '' };
 }
 
-export function notFound(path: string): HttpResponse {
-  return problemReply(
+/** 404 for a path Herald does not serve, with the request's id like every other answer. */
+export function notFound(path: string, requestIdHeader?: string): HttpResponse {
+  const reply = problemReply(
     new HeraldError(404, 'not-found', `no route ${path}; Herald serves ${Object.keys(ROUTES).join(', ')}`),
   );
+  return { ...reply, headers: { ...reply.headers, [REQUEST_ID_HEADER]: requestIdOf(requestIdHeader) } };
 }
 
 export function problemReply(error: unknown, herald?: Herald): HttpResponse {

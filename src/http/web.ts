@@ -1,6 +1,7 @@
 import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
+import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
 import type { HttpReply, HttpRequest, HttpStream } from './request.ts';
 import { handle, notFound, problemReply } from './routes.ts';
 
@@ -69,7 +70,7 @@ async function respond(
         : await handle(
             herald,
             new WebRequest(request, path, url.searchParams, clientAddress(herald, request, options)),
-          )) ?? notFound(path ?? url.pathname);
+          )) ?? notFound(path ?? url.pathname, request.headers.get(REQUEST_ID_HEADER) ?? undefined);
   } catch (error) {
     reply = problemReply(error, herald);
   }

@@ -11,6 +11,7 @@ import { HeraldError } from '../core/errors.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { HeraldLogger } from '../observability/logger.ts';
+import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
 import { isHmacKey, type ServeConfig } from './config.ts';
 import { listenError } from './messages.ts';
 import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
@@ -113,9 +114,11 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex, hea
   if (!socket.writable) return;
   const [status, code, detail] = clientProblem(error.code, headersTimeoutMs);
   const body = JSON.stringify(new HeraldError(status, code, detail).toProblem());
+  // Node refused the request before it could be read: no id of the client's can be trusted, so a new one.
   socket.end(
     `HTTP/1.1 ${status} ${REASONS[status]}\r\n` +
       `content-type: application/problem+json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `${REQUEST_ID_HEADER}: ${globalThis.crypto.randomUUID()}\r\n` +
       `connection: close\r\n\r\n${body}`,
   );
 }

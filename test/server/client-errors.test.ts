@@ -52,6 +52,21 @@ describe('herald serve --headers-timeout', () => {
     assert.equal(problemOf(garbage).code, 'bad-http');
   });
 
+  test('every answer carries a request id: the server’s own 400/408/431, and a 404 for an unknown path', async () => {
+    const answers = [
+      await raw(hub.url, ['NOT HTTP AT ALL\r\n\r\n']),
+      await raw(hub.url, ['GET /v1/events?topic=a HTTP/1.1\r\nHost: x\r\n']),
+      await raw(hub.url, [`GET /v1/events?topic=${'a'.repeat(200 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`]),
+    ];
+    for (const answer of answers)
+      assert.match(answer, /\r\nx-request-id: [0-9a-f-]{36}\r\n/i, answer.slice(0, 300));
+    const unknown = await fetch(`${hub.url}/no/such/path`, { headers: { 'x-request-id': 'req-404' } });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.headers.get('x-request-id'), 'req-404');
+    const fresh = await fetch(`${hub.url}/no/such/path`);
+    assert.match(String(fresh.headers.get('x-request-id')), /^[0-9a-f-]{36}$/);
+  });
+
   test('a headers timeout that is not a duration stops the start, naming the flag', async () => {
     await assert.rejects(
       spawnHub(['--headers-timeout', 'soon']),
