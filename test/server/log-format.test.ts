@@ -87,6 +87,16 @@ describe('log format', () => {
     }
   });
 
+  /**
+   * A terminal that takes colours: Node's colour depth also reads CI, NO_COLOR and FORCE_COLOR
+   * (under CI=true a terminal gets none), so those are left out.
+   */
+  const terminalEnv = () => {
+    const env = cliEnv({ TERM: 'xterm-256color' });
+    for (const name of ['CI', 'NO_COLOR', 'FORCE_COLOR', 'NODE_DISABLE_COLORS']) delete env[name];
+    return env;
+  };
+
   test('pretty with colours when stdout is a terminal (auto)', {
     skip: !hasScript && 'no script(1) here to give a terminal',
   }, async () => {
@@ -95,7 +105,7 @@ describe('log format', () => {
     const child = spawn(
       'script',
       ['-qfec', `timeout -s KILL 120 "${process.execPath}" "${CLI}" serve --port 0`, '/dev/null'],
-      { env: cliEnv({ TERM: 'xterm-256color' }), stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     terminals.add(child);
     let output = '';
