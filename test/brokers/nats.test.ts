@@ -484,6 +484,9 @@ describe('NATS broker: a log lost or made again is a new epoch, and every node f
         });
         proxy.restore();
         const after = await eventually(() => appendEach(all.slice(0, 1), 'after', 1), 'appending');
+        // The other node's connection through the proxy may still be coming back: until it is,
+        // its appends answer 503 (as they should), so it too is waited for.
+        after.push(...(await eventually(() => appendEach(all.slice(1, 2), 'after-b', 1), 'appending on b')));
         after.push(...(await appendEach(all, 'more', 4)));
         assert.equal(after[0]?.pos, '1');
         await timelines(all, [...ids(before), 'reset', ...ids(after)]);
