@@ -1,10 +1,10 @@
 import { createJwtVerifier, type JwtOptions } from './auth/jwt.ts';
 import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
-import type { Broker } from './brokers/broker.ts';
 import { MemoryBroker } from './brokers/memory.ts';
 import { MAX_TOPIC_LENGTH, type PublishInput } from './core/event.ts';
 import { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type HubStats, type TenantStats } from './core/hub.ts';
+import type { Log } from './core/log.ts';
 import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
 import { StatsFeed } from './dashboard/stats-feed.ts';
 import { Cors } from './http/cors.ts';
@@ -16,7 +16,7 @@ import type { HeraldLogger } from './observability/logger.ts';
 
 export interface HeraldOptions extends Partial<HubOptions> {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
-  readonly broker?: Broker;
+  readonly broker?: Log;
   /** History of the default memory broker. */
   readonly history?: { readonly maxEvents?: number; readonly maxAgeMs?: number };
   /** Largest request body, bytes. Default 4 MiB (a batch of events). */
@@ -114,7 +114,7 @@ export interface HeraldStats extends HubStats {
  */
 export class Herald {
   readonly hub: Hub;
-  readonly broker: Broker;
+  readonly broker: Log;
   readonly authenticate: Authenticator;
   readonly maxBodyBytes: number;
   readonly maxTopicsPerSubscription: number;

@@ -1,6 +1,5 @@
 export type { Action, Authenticator } from './auth/token-authenticator.ts';
 export { type BridgeOptions, type Bridges, type BridgesStats, startBridges } from './bridges/index.ts';
-export type { Broker, BrokerHealth, HistoryStats, Location } from './brokers/broker.ts';
 export { type BrokerSettings, brokerFor } from './brokers/connect.ts';
 export {
   DEFAULT_HISTORY_MAX_AGE_MS,
@@ -11,6 +10,16 @@ export {
 export { HeraldError, type ProblemDetails } from './core/errors.ts';
 export type { EventDraft, HeraldEvent, Priority, PublishInput } from './core/event.ts';
 export { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type HubStats } from './core/hub.ts';
+export type {
+  Broker,
+  HealthReporting,
+  HistoryReporting,
+  HistoryStats,
+  Location,
+  Log,
+  LogHealth,
+  PersistenceReporting,
+} from './core/log.ts';
 export type { OverflowPolicy } from './core/outbox.ts';
 export { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
 export type { CloseReason, Sink, Subscriber, Subscription } from './core/subscriber.ts';

@@ -1,4 +1,4 @@
-import type { Broker } from './broker.ts';
+import type { Broker } from '../core/log.ts';
 import { MemoryBroker } from './memory.ts';
 import { loadOptionalPeer } from './optional-peer.ts';
 

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import type { Broker, HistoryStats, Location, LogHealth } from '../core/log.ts';
 import { toEvent } from './codec.ts';
 import { compareMemoryPositions, type MemoryBroker } from './memory.ts';
 
@@ -233,9 +233,9 @@ export class IpcBroker implements Broker {
     return this.call('history') as Promise<HistoryStats>;
   }
 
-  async health(): Promise<BrokerHealth> {
+  async health(): Promise<LogHealth> {
     if (this.gone !== undefined) return { ok: false, detail: this.gone };
-    return (await this.call('health')) as BrokerHealth;
+    return (await this.call('health')) as LogHealth;
   }
 
   async close(): Promise<void> {

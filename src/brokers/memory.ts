@@ -1,6 +1,6 @@
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import type { Broker, HistoryStats, Location, LogHealth } from '../core/log.ts';
 import { chosenIdKey, toEvent } from './codec.ts';
 
 export interface MemoryBrokerOptions {
@@ -136,7 +136,7 @@ export class MemoryBroker implements Broker {
     return stats;
   }
 
-  async health(): Promise<BrokerHealth> {
+  async health(): Promise<LogHealth> {
     return { ok: true };
   }
 

@@ -13,7 +13,7 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import type { Broker, HistoryStats, Location, LogHealth, PersistenceReporting } from '../core/log.ts';
 import { chosenIdKey, decodeEvent, encodeDraft, toEvent } from './codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from './memory.ts';
 import { withTimeout } from './with-timeout.ts';
@@ -119,7 +119,7 @@ interface Link {
  * tenant with `filter_subjects`, and tenants could be split over several streams, each its own log
  * with its own sequence, at the price of ids that name their stream. One subject is enough today.
  */
-export class NatsBroker implements Broker {
+export class NatsBroker implements Broker, PersistenceReporting {
   readonly kind = 'nats';
   private readonly servers: string | string[];
   private readonly stream: string;
@@ -407,7 +407,7 @@ export class NatsBroker implements Broker {
     }
   }
 
-  async health(): Promise<BrokerHealth> {
+  async health(): Promise<LogHealth> {
     if (this.closed) return { ok: false, detail: 'nats unreachable: the broker is closed' };
     try {
       const link = await withTimeout(this.ready(), HEALTH_TIMEOUT_MS, 'no connection');

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { HeraldError } from '../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, BrokerHealth, HistoryStats, Location } from './broker.ts';
+import type { Broker, HistoryStats, Location, LogHealth, PersistenceReporting } from '../core/log.ts';
 import { chosenIdKey, decodeEvent, encodeDraft, toEvent } from './codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from './memory.ts';
 import { redactUrl } from './redact-url.ts';
@@ -279,7 +279,7 @@ interface Epoch {
  * epoch's start, and follows the new log from that start: every node feeds the same entries of
  * it, none twice. `locate` answers `reset` for a position before the current epoch.
  */
-export class RedisBroker implements Broker {
+export class RedisBroker implements Broker, PersistenceReporting {
   readonly kind = 'redis';
   private readonly url: string;
   private readonly logKey: string;
@@ -473,7 +473,7 @@ export class RedisBroker implements Broker {
     return stats;
   }
 
-  async health(): Promise<BrokerHealth> {
+  async health(): Promise<LogHealth> {
     if (this.closed) return { ok: false, detail: 'the Redis broker is closed' };
     try {
       if (!this.client.isOpen) await this.connect();

@@ -1,7 +1,7 @@
-import type { Broker, HistoryStats } from '../brokers/broker.ts';
 import { badRequest, HeraldError } from './errors.ts';
 import { type HeraldEvent, validateEvent } from './event.ts';
 import { LatencyHistogram } from './latency.ts';
+import { type HistoryStats, historyOf, type Log } from './log.ts';
 import type { OutboxLimits, OverflowPolicy } from './outbox.ts';
 import { ALL_TENANTS, type Principal } from './principal.ts';
 import { frameFor, visibleData } from './redaction.ts';
@@ -83,7 +83,7 @@ export interface HubCounters {
 }
 
 export interface HubStats {
-  readonly broker: Broker['kind'];
+  readonly broker: string;
   /** Where this node's feed is in the log, and how late it got the last event. */
   readonly feed: { readonly position: string; readonly lagMs: number };
   readonly connections: {
@@ -93,7 +93,8 @@ export interface HubStats {
   };
   readonly events: Readonly<HubCounters>;
   readonly outbox: { readonly queuedEvents: number; readonly queuedBytes: number };
-  readonly history: HistoryStats;
+  /** What the log retains; absent when the log cannot tell. */
+  readonly history?: HistoryStats;
 }
 
 export interface PollResult {
@@ -140,7 +141,7 @@ const schedule: (fn: () => void) => void =
  */
 export class Hub implements SubscriberOwner {
   readonly options: HubOptions;
-  readonly broker: Broker;
+  readonly broker: Log;
   readonly counters: HubCounters = {
     opened: 0,
     replays: 0,
@@ -202,7 +203,7 @@ export class Hub implements SubscriberOwner {
   private readonly ready: Promise<void>;
   private closing = false;
 
-  constructor(broker: Broker, options: Partial<HubOptions> = {}) {
+  constructor(broker: Log, options: Partial<HubOptions> = {}) {
     this.options = { ...DEFAULT_HUB_OPTIONS, ...options };
     this.broker = broker;
     this.ready = broker
@@ -946,7 +947,7 @@ export class Hub implements SubscriberOwner {
       connections: { total: this.subscribers.size, byTenant, byTopic },
       events: { ...this.counters, closed: { ...this.counters.closed } },
       outbox: { queuedEvents, queuedBytes },
-      history: await this.broker.history(),
+      history: await historyOf(this.broker),
     };
   }
 

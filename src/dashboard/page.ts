@@ -79,8 +79,8 @@ function showStats(stats: DashboardStats): void {
     ['node', stats.node],
     ['uptime', duration(stats.uptimeMs)],
     ['feed lag', `${feed.lagMs} ms`],
-    ['history', `${history.size} / ${history.maxSize} events`],
-    ['newest id', history.newestId ?? '–'],
+    ['history', history ? `${history.size} / ${history.maxSize} events` : '–'],
+    ['newest id', history?.newestId ?? '–'],
   ]);
   $('#broker').dataset.health = health.ok ? 'ok' : 'down';
 

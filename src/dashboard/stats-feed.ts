@@ -1,3 +1,4 @@
+import { healthOf } from '../core/log.ts';
 import { ALL_TENANTS } from '../core/principal.ts';
 import type { Herald, HeraldStats } from '../herald.ts';
 
@@ -71,7 +72,7 @@ export class StatsFeed {
       intervalMs: Math.round(now.at - previous.at),
     };
     this.busy = true;
-    Promise.all([this.herald.stats(), this.herald.broker.health()])
+    Promise.all([this.herald.stats(), healthOf(this.herald.broker)])
       .then(([stats, health]) => {
         const notice: DashboardStats = { ...stats, rates, health, watchers };
         hub.notify(ALL_TENANTS, STATS_TOPIC, STATS_TYPE, notice);

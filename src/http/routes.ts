@@ -2,6 +2,7 @@ import { badRequest, HeraldError } from '../core/errors.ts';
 import { hasControlCharacter } from '../core/event.ts';
 import { EventFilter } from '../core/filters.ts';
 import { shuttingDown } from '../core/hub.ts';
+import { healthOf } from '../core/log.ts';
 import type { Principal } from '../core/principal.ts';
 import { parseSelectors } from '../core/topics.ts';
 import { DASHBOARD_ROUTES } from '../dashboard/routes.ts';
@@ -411,7 +412,7 @@ async function readiness(herald: Herald): Promise<HttpReply> {
     () => undefined,
     (error: unknown) => (error instanceof Error ? error.message : String(error)),
   );
-  const health = started === undefined ? await herald.broker.health() : { ok: false, detail: started };
+  const health = started === undefined ? await healthOf(herald.broker) : { ok: false, detail: started };
   if (!health.ok) return json(503, { status: 'degraded', broker, detail: health.detail });
   // Serving, but not as configured: ready for traffic, and saying so.
   if (herald.degraded !== undefined)

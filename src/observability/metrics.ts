@@ -194,7 +194,7 @@ export class HeraldMetrics {
       'Bytes waiting in outboxes for slow sockets',
       (s) => s.outbox.queuedBytes,
     );
-    gauge('herald_history_events', 'Events retained in the log for replay', (s) => s.history.size);
+    gauge('herald_history_events', 'Events retained in the log for replay', (s) => s.history?.size ?? 0);
     this.registry.registerMetric(
       histogram(
         'herald_broker_append_duration_seconds',

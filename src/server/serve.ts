@@ -4,10 +4,10 @@ import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JwtOptions } from '../auth/jwt.ts';
 import { startBridges } from '../bridges/index.ts';
-import type { Broker } from '../brokers/broker.ts';
 import { brokerFor } from '../brokers/connect.ts';
 import { redactUrl } from '../brokers/redact-url.ts';
 import { HeraldError } from '../core/errors.ts';
+import { type Broker, persistenceWarningOf } from '../core/log.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { HeraldLogger } from '../observability/logger.ts';
@@ -178,7 +178,7 @@ async function startHerald(
   try {
     await herald.hub.whenReady();
     // A broker that can lose what it acknowledged is the operator's choice to make knowingly.
-    const warning = await broker.persistenceWarning?.().catch(() => undefined);
+    const warning = await persistenceWarningOf(broker).catch(() => undefined);
     if (warning !== undefined) logger?.warn({ broker: broker.kind }, warning);
     return herald;
   } catch (error) {

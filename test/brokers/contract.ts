@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../src/core/event.ts';
+import type { Broker } from '../../src/core/log.ts';
 
 /**
  * What every broker promises the hub, as one suite each implementation runs against a real

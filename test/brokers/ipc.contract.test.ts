@@ -1,7 +1,7 @@
 import { duplexPair } from 'node:stream';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { IpcBroker, LogServer } from '../../src/brokers/ipc.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
+import type { Broker } from '../../src/core/log.ts';
 import { brokerContract } from './contract.ts';
 
 // The workers of `herald serve --workers N` share one memory log through the primary: the same

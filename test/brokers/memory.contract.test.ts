@@ -1,5 +1,5 @@
-import type { Broker } from '../../src/brokers/broker.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
+import type { Broker } from '../../src/core/log.ts';
 import { brokerContract } from './contract.ts';
 
 brokerContract({

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { NatsBroker } from '../../src/brokers/nats.ts';
+import type { Broker } from '../../src/core/log.ts';
 import { connectJetStream, SHARED_NATS_URL } from '../helpers/nats-server.ts';
 import { brokerContract } from './contract.ts';
 

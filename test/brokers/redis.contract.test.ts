@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { before } from 'node:test';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { RedisBroker } from '../../src/brokers/redis.ts';
+import type { Broker } from '../../src/core/log.ts';
 import { deletePrefix, REDIS_URL, requireRedis } from '../helpers/redis-server.ts';
 import { brokerContract } from './contract.ts';
 

@@ -61,7 +61,7 @@ describe('hub.notify: notices outside the log', () => {
     // Not a delivery, not an event of the log.
     const stats = await hub.stats();
     assert.equal(stats.events.delivered, 0);
-    assert.equal(stats.history.size, 0);
+    assert.equal(stats.history?.size, 0);
     await hub.close();
   });
 

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, mock, test } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { MemoryBroker } from '../../src/brokers/memory.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { HeraldEvent } from '../../src/core/event.ts';
 import { EventFilter } from '../../src/core/filters.ts';
 import { Hub, type HubOptions } from '../../src/core/hub.ts';
+import type { Broker } from '../../src/core/log.ts';
 import { OPEN_PRINCIPAL, type Principal } from '../../src/core/principal.ts';
 import type { Sink, Subscriber, Subscription } from '../../src/core/subscriber.ts';
 import { parseSelector } from '../../src/core/topics.ts';
@@ -536,7 +536,7 @@ describe('hub', () => {
     assert.deepEqual(stats.connections.byTopic, { a: 2, 'rooms/{id}': 1 });
     assert.equal(stats.events.published, 1);
     assert.equal(stats.events.delivered, 1);
-    assert.equal(stats.history.size, 1);
+    assert.equal(stats.history?.size, 1);
     subs[0]?.closed();
     assert.equal((await h.stats()).connections.total, 1);
     await h.close();

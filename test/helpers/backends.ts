@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { Broker } from '../../src/brokers/broker.ts';
 import { brokerFor } from '../../src/brokers/connect.ts';
+import type { Broker } from '../../src/core/log.ts';
 import type { HeraldOptions } from '../../src/herald.ts';
 import { connectJetStream } from './nats-server.ts';
 import { deletePrefix } from './redis-server.ts';

@@ -1,23 +1,25 @@
-import type { EventDraft, HeraldEvent } from '../core/event.ts';
+import type { EventDraft, HeraldEvent } from './event.ts';
 
 /**
- * Where events are appended and read back: the log. One interface, one implementation per
- * backend (memory, Redis, NATS); the hub never knows which it has.
+ * Where events are appended and read back: the log. The core owns this interface and every
+ * backend (memory, Redis, NATS, the worker pipe) implements it; the hub never knows which it
+ * has. What only some backends can do (report their health, describe their history, warn that
+ * they can lose events) is a separate small interface, checked for where it is used, so that a
+ * new backend needs only these seven members to run.
  *
- * Positions (`HeraldEvent.pos`) are opaque strings that only the broker interprets and orders.
+ * Positions (`HeraldEvent.pos`) are opaque strings that only the log interprets and orders.
  */
-export interface Broker {
-  readonly kind: 'memory' | 'redis' | 'nats';
+export interface Log {
+  /** The backend's name (`memory`, `redis`, `nats`, …), in stats and `/readyz`: an open name. */
+  readonly kind: string;
   /**
    * Starts the live feed: from now on every appended event, from any node, is passed to `feed`
    * once, in log order. Resolves with the position of the log's head, which the feed starts after.
    * `onReset` is told, in feed order (after the old log's last event, before the new log's first),
    * when the log was lost or replaced and a new one begins after `from`: events accepted before
-   * may be gone. Brokers whose log cannot be lost without the process (memory) never call it.
+   * may be gone. Logs that cannot be lost without the process (memory) never call it.
    */
   start(feed: (events: readonly HeraldEvent[]) => void, onReset?: (from: string) => void): Promise<string>;
-  /** Why this broker's setup can lose accepted events, for the operator at start; undefined: it cannot. */
-  persistenceWarning?(): Promise<string | undefined>;
   /** Appends drafts in order and gives each its id and position. */
   append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]>;
   /**
@@ -32,10 +34,27 @@ export interface Broker {
   read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]>;
   /** Orders two positions: negative, zero or positive. */
   compare(a: string, b: string): number;
-  history(): Promise<HistoryStats>;
-  health(): Promise<BrokerHealth>;
   close(): Promise<void>;
 }
+
+/** A log that can tell whether its backend is reachable: `/readyz` and the dashboard ask it. */
+export interface HealthReporting {
+  health(): Promise<LogHealth>;
+}
+
+/** A log that can describe what it retains: `/v1/stats`, `/metrics` and the dashboard show it. */
+export interface HistoryReporting {
+  history(): Promise<HistoryStats>;
+}
+
+/** A log whose setup may lose accepted events, and can say why, for the operator at start. */
+export interface PersistenceReporting {
+  /** Why this setup can lose accepted events; undefined: it cannot. */
+  persistenceWarning(): Promise<string | undefined>;
+}
+
+/** What every built-in backend is: the log that reports its health and history. */
+export type Broker = Log & HealthReporting & HistoryReporting;
 
 export type Location =
   /** The id is in the log; replay from just after `pos`. */
@@ -64,7 +83,28 @@ export interface HistoryStats {
   readonly newestId?: string;
 }
 
-export interface BrokerHealth {
+export interface LogHealth {
   readonly ok: boolean;
   readonly detail?: string;
+}
+
+/** The log's health, or healthy when it cannot tell (it would have failed to start otherwise). */
+export function healthOf(log: Log): Promise<LogHealth> {
+  return 'health' in log && typeof log.health === 'function'
+    ? (log as Log & HealthReporting).health()
+    : Promise.resolve({ ok: true });
+}
+
+/** What the log retains, or undefined when it cannot tell. */
+export function historyOf(log: Log): Promise<HistoryStats | undefined> {
+  return 'history' in log && typeof log.history === 'function'
+    ? (log as Log & HistoryReporting).history()
+    : Promise.resolve(undefined);
+}
+
+/** Why the log's setup may lose accepted events; undefined when it cannot, or cannot tell. */
+export function persistenceWarningOf(log: Log): Promise<string | undefined> {
+  return 'persistenceWarning' in log && typeof log.persistenceWarning === 'function'
+    ? (log as Log & PersistenceReporting).persistenceWarning()
+    : Promise.resolve(undefined);
 }
