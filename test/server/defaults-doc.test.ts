@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseSetting, SETTINGS, type Setting, settingsMarkdown } from '../../src/server/config.ts';
 import { DEFAULT_HEALTH_TIMEOUT } from '../../src/server/health-command.ts';
@@ -7,13 +7,23 @@ import { DEFAULT_HUB_URL } from '../../src/server/publish-command.ts';
 import { DEFAULT_TOKEN_TTL } from '../../src/server/token-command.ts';
 
 /**
- * One source of truth for defaults: the settings table in src/server/config.ts. The README's
- * configuration table is generated from it (`herald config table`), and every other place the
- * README states a default (the CLI synopsis, the limits table, "`--flag` (default X)" in prose)
- * is checked against it here, value by value, each parsed as the configuration parses it.
+ * One source of truth for defaults: the settings table in src/server/config.ts. The settings
+ * table of docs/configuration.md is generated from it (`herald config table`), and every other
+ * place the docs state a default (the CLI synopsis and the limits table of docs/configuration.md,
+ * "`--flag` (default X)" in the prose of the README and of every page of docs/) is checked against
+ * it here, value by value, each parsed as the configuration parses it.
  */
 
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+const CONFIGURATION = read('docs/configuration.md');
+/** The README and every page of docs/, for defaults stated in prose. */
+const PROSE = [
+  'README.md',
+  ...readdirSync(new URL('../../docs/', import.meta.url)).map((name) => `docs/${name}`),
+]
+  .filter((path) => path.endsWith('.md'))
+  .map((path) => read(path))
+  .join('\n');
 const byFlag = new Map<string, Setting>(SETTINGS.map((s) => [s.name, s]));
 
 /** What the code uses when nothing is set, as the configuration parses it. */
@@ -53,11 +63,11 @@ const cells = (row: string) =>
     .map((cell) => cell.trim().replaceAll('\\|', '|'));
 
 describe('the documented defaults are the code’s', () => {
-  test("the README's configuration table is the one the code generates, and names every setting", () => {
-    const match = /<!-- settings-table:start -->\n([\s\S]*?)<!-- settings-table:end -->/.exec(README);
-    assert.ok(match, 'the README has the generated settings table');
+  test("docs/configuration.md's settings table is the one the code generates, and names every setting", () => {
+    const match = /<!-- settings-table:start -->\n([\s\S]*?)<!-- settings-table:end -->/.exec(CONFIGURATION);
+    assert.ok(match, 'docs/configuration.md has the generated settings table');
     const table = match[1] as string;
-    // Compared cell by cell: the formatter pads the README's columns, which changes no cell.
+    // Compared cell by cell: the formatter pads the page's columns, which changes no cell.
     const rowsOf = (text: string) =>
       text
         .trim()
@@ -68,7 +78,7 @@ describe('the documented defaults are the code’s', () => {
     assert.deepEqual(
       rowsOf(table),
       rowsOf(settingsMarkdown()),
-      'README configuration table out of date: replace it with the output of `node src/server/cli.ts config table`',
+      'docs/configuration.md settings table out of date: replace it with the output of `node src/server/cli.ts config table`',
     );
     const rows = table.split('\n').filter((line) => line.startsWith('| `--'));
     assert.equal(rows.length, SETTINGS.length, 'one row per setting');
@@ -87,7 +97,9 @@ describe('the documented defaults are the code’s', () => {
   });
 
   test('the CLI synopsis names every serve flag, with the default the code has', () => {
-    const cli = README.slice(README.indexOf('\n## CLI\n'));
+    const start = CONFIGURATION.indexOf('\n## CLI\n');
+    assert.ok(start >= 0, 'docs/configuration.md has a "## CLI" section');
+    const cli = CONFIGURATION.slice(start);
     const block = /```\n([\s\S]*?)```/.exec(cli)?.[1] ?? '';
     const commands = new Map<string, string>();
     let current = '';
@@ -137,9 +149,9 @@ describe('the documented defaults are the code’s', () => {
   });
 
   test("the limits table's defaults are the code's", () => {
-    const header = README.search(/\| *limit *\| *flag *\| *default, and why *\|/);
-    assert.ok(header > 0, 'the README has the limits table');
-    const rows = README.slice(header)
+    const header = CONFIGURATION.search(/\| *limit *\| *flag *\| *default, and why *\|/);
+    assert.ok(header > 0, 'docs/configuration.md has the limits table');
+    const rows = CONFIGURATION.slice(header)
       .split('\n')
       .slice(2)
       .filter(
@@ -162,7 +174,7 @@ describe('the documented defaults are the code’s', () => {
     }
   });
 
-  test('every "`--flag` (default X)" in the README is the code’s default', () => {
+  test('every "`--flag` (default X)" in the README and docs/ is the code’s default', () => {
     const found: string[] = [];
     const patterns = [
       // `--heartbeat` (default 15s), `--stream` (default `herald`), `herald serve --workers N` (`HERALD_WORKERS`; default 1; …)
@@ -171,12 +183,12 @@ describe('the documented defaults are the code’s', () => {
       /default `(--[a-z-]+) ([^`]+)`/g,
     ];
     for (const pattern of patterns) {
-      for (const match of README.matchAll(pattern)) {
+      for (const match of PROSE.matchAll(pattern)) {
         const s = byFlag.get(match[1] as string);
         const value = (match[2] as string).replaceAll('`', '').trim();
         // "default: the broker if it is Redis…", "the --jwt-* keys": a rule, not a value.
         if (s === undefined || /^the\b/.test(value)) continue;
-        assertDocumented(s, value, `README prose at "${match[0].replace(/\s+/g, ' ')}"`);
+        assertDocumented(s, value, `prose at "${match[0].replace(/\s+/g, ' ')}"`);
         found.push(s.name);
       }
     }
