@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync, KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createSign, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -238,6 +238,37 @@ describe('refused token shapes', () => {
   test('a claim of the wrong type: token-malformed', async () => {
     const token = await sign(secretKey(SECRET), 'HS256', { exp: 'tomorrow' });
     await refuse(verifier(), token, { code: 'token-malformed', detail: /"exp" claim must be a number/ });
+  });
+
+  /** A token whose header and payload are sent as written, signed with SECRET. */
+  const raw = (header: string, payload: string) => {
+    const input = `${b64(header)}.${b64(payload)}`;
+    return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+  };
+
+  test('claims of the wrong type, even where nothing is expected of them: token-malformed', async () => {
+    const header = '{"alg":"HS256"}';
+    for (const [payload, detail] of [
+      ['{"exp":1e999}', /"exp" claim must be a number/],
+      ['{"iss":42}', /"iss" claim must be a string/],
+      ['{"aud":["a",1]}', /"aud" claim must be a string or a list of strings/],
+      ['{"iat":"now"}', /"iat" claim must be a number/],
+    ] as const) {
+      await refuse(verifier(), raw(header, payload), { code: 'token-malformed', detail });
+    }
+    // The type is checked before the value: a wrong type is what the client must fix first.
+    const withIssuer = createJwtVerifier({ secrets: [SECRET], issuer: 'https://auth.example' });
+    await refuse(withIssuer, raw(header, '{"iss":42}'), { code: 'token-malformed' });
+  });
+
+  test('b64 and crit headers: token-malformed', async () => {
+    for (const header of [
+      '{"alg":"HS256","b64":true}',
+      '{"alg":"HS256","b64":false,"crit":["b64"]}',
+      '{"alg":"HS256","crit":["exp"],"exp":1}',
+    ]) {
+      await refuse(verifier(), raw(header, '{"sub":"x"}'), { code: 'token-malformed' });
+    }
   });
 });
 
@@ -532,6 +563,59 @@ describe('JWKS', () => {
     server.status = 200;
     await verifier.verify(token);
     assert.equal(server.requests, 2);
+  });
+
+  test('a down JWKS server is asked again only after the cooldown, failures included', async () => {
+    const server = await serve([jwkRsa]);
+    server.status = 500;
+    const verifier = createJwtVerifier({ jwksUrl: server.url, jwksCooldownMs: 300 });
+    const token = await sign(rsa.privateKey, 'RS256', {}, { kid: 'rsa-1' });
+    const error = await refuse(verifier, token, { status: 503, code: 'jwks-unavailable' });
+    assert.equal(error.headers['Retry-After'], '1');
+    await refuse(verifier, token, { status: 503, code: 'jwks-unavailable' });
+    assert.equal(server.requests, 1);
+    server.status = 200;
+    await sleep(350);
+    await verifier.verify(token);
+    assert.equal(server.requests, 2);
+  });
+
+  test('while the JWKS server is down, the keys fetched before keep verifying', async () => {
+    const server = await serve([jwkRsa]);
+    const verifier = createJwtVerifier({ jwksUrl: server.url, jwksCooldownMs: 300 });
+    const known = await sign(rsa.privateKey, 'RS256', {}, { kid: 'rsa-1' });
+    await verifier.verify(known);
+    server.status = 500;
+    await sleep(350);
+    // A kid the keys fetched before lack cannot be looked up: the server's fault, not the token's.
+    const rotated = await sign(otherRsa.privateKey, 'RS256', {}, { kid: 'rsa-2' });
+    await refuse(verifier, rotated, { status: 503, code: 'jwks-unavailable' });
+    assert.equal(server.requests, 2);
+    await verifier.verify(known);
+    await refuse(verifier, rotated, { code: 'token-kid-unknown' });
+    assert.equal(server.requests, 2);
+    server.status = 200;
+    server.keys = [jwkRsa, jwkOther];
+    await sleep(350);
+    await verifier.verify(rotated);
+    assert.equal(server.requests, 3);
+  });
+
+  test('a JWKS key that cannot verify the algorithm: token-signature-invalid, naming its kid', async () => {
+    // jose signs nothing with RSA under 2048 bits: signed by hand.
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const input = `${b64({ alg: 'RS256', kid: 'small' })}.${b64({ sub: 'x' })}`;
+    const signed = `${input}.${createSign('RSA-SHA256').update(input).sign(small.privateKey, 'base64url')}`;
+    const server = await serve([{ ...(await exportJWK(small.publicKey)), kid: 'small' }, jwkEc]);
+    const verifier = createJwtVerifier({ jwksUrl: server.url });
+    await refuse(verifier, signed, {
+      code: 'token-signature-invalid',
+      detail: /^the JWKS key with kid "small" cannot verify RS256 signatures$/,
+    });
+    await refuse(verifier, await sign(rsa.privateKey, 'PS256', {}, { kid: 'ec-1' }), {
+      code: 'token-signature-invalid',
+      detail: /^the JWKS key with kid "ec-1" cannot verify PS256 signatures$/,
+    });
   });
 });
 
