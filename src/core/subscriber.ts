@@ -1,8 +1,5 @@
-import type { HeraldEvent } from './event.ts';
-import type { EventFilter } from './filters.ts';
 import { Outbox } from './outbox.ts';
-import { ALL_TENANTS, canSee } from './principal.ts';
-import { anyMatch, type Selector } from './topics.ts';
+import { SubscriberRequest, type SubscriberRequestInit } from './subscriber-request.ts';
 
 /**
  * The transport side of one stream: a Node response, a web ReadableStream, a test double. The
@@ -18,20 +15,11 @@ export interface Sink {
   destroy(): void;
 }
 
-/** What a stream asks for, once its credential has been checked. */
-export interface Subscription {
-  /** The tenant it watches; `*` (admins only) for every tenant. */
-  readonly tenant: string;
-  readonly selectors: readonly Selector[];
-  readonly filter?: EventFilter | undefined;
-  /** The principal's subscribe grants: which private events it may see. */
-  readonly grants: readonly Selector[];
-  /** Which redacted fields it may see. */
-  readonly permissions?: readonly string[];
-  /** The credential's subject: only it may change this stream's subscriptions. */
-  readonly subject?: string | undefined;
-  /** When the credential expires (ms since the epoch): `herald.reauth` comes first, then the end. */
-  readonly expiresAt?: number | undefined;
+/**
+ * What a stream asks for, once its credential has been checked: what it wants to see (the
+ * request's fields), where to resume, and what its transport needs.
+ */
+export interface Subscription extends SubscriberRequestInit {
   /** Where to resume: the `Last-Event-ID` header, else the `lastEventId` query parameter. */
   readonly lastEventId?: string | undefined;
   /**
@@ -71,55 +59,62 @@ export interface SubscriberOwner {
 }
 
 /**
- * One open stream. Between registration and the end of its replay it is `replaying`: live events
- * collect in its outbox but are not written, so the history it is sent and the live events that
- * follow meet without a gap or a duplicate.
+ * One open stream: what it asked for (the `SubscriberRequest` it extends) and the state of its
+ * connection, declared here. Between registration and the end of its replay it is `replaying`:
+ * live events collect in its outbox but are not written, so the history it is sent and the live
+ * events that follow meet without a gap or a duplicate.
+ *
+ * The request is the base class rather than a field so that both are one object: fan-out reads
+ * the request (filter, grants, permissions) and the connection of every recipient of every event,
+ * and a second object per subscriber measurably slowed it. The connection's fields are plain and
+ * public for the same reason: the hub's parts (fan-out, flush, replay, ticker) read and set them
+ * on every event, where a getter or a callback would cost.
  */
-export class Subscriber {
+export class Subscriber extends SubscriberRequest {
   readonly id: string;
   /**
    * Proves that a request to change this stream comes from whoever holds it: sent only on the
    * stream itself (in `herald.connected`), never logged or listed, unlike `id`.
    */
   readonly secret: string;
-  readonly tenant: string;
-  /** What it asked for; changed only through the hub, which keeps its index in step. */
-  selectors: readonly Selector[];
-  readonly filter: EventFilter | undefined;
-  readonly grants: readonly Selector[];
-  readonly permissions: ReadonlySet<string>;
-  readonly subject: string | undefined;
-  readonly expiresAt: number;
   readonly sink: Sink;
+  /** `false`: a plain SSE stream of another protocol (Mercure), without `herald.*` events. */
+  readonly systemEvents: boolean;
+  readonly onClose: (() => void) | undefined;
+  readonly requestId: string | undefined;
+  /** When the stream was opened, ms since the epoch. */
+  readonly openedAt: number;
   /** When the lifetime limit ends this stream; Infinity without one. */
   readonly deadline: number;
+
+  // Where the stream stands.
   state: SubscriberState = 'replaying';
+  /** The last dispatch this subscriber was considered for: one event reaches it once, whatever its topics. */
+  stamp = 0;
+  lastSentId: string | undefined;
+  /** While replaying: the last log position the replay must reach. */
+  replayUntil = '';
+  /** The client already has everything up to this position (it resumed ahead of this node's feed). */
+  skipThrough: string | undefined;
+  /** Events dropped by `drop-oldest` and not yet reported with a `herald.gap`. */
+  dropped = 0;
+
+  // Flags the hub's parts keep.
   /** The sink refused more; nothing is written until it drains. */
   blocked = false;
   /** Waiting in the hub's flush list. */
   dirty = false;
   /** In the hub's index: from registration (once the broker runs) until it closes. */
   indexed = false;
-  /** The last dispatch this subscriber was considered for: one event reaches it once, whatever its topics. */
-  stamp = 0;
-  /** Events dropped by `drop-oldest` and not yet reported with a `herald.gap`. */
-  dropped = 0;
-  lastSentId: string | undefined;
-  lastWriteAt: number;
-  lastEventAt: number;
-  /** While replaying: the last log position the replay must reach. */
-  replayUntil = '';
-  /** The client already has everything up to this position (it resumed ahead of this node's feed). */
-  skipThrough: string | undefined;
   /** `herald.reauth` has been sent. */
   warnedOfExpiry = false;
-  readonly systemEvents: boolean;
-  readonly onClose: (() => void) | undefined;
-  readonly requestId: string | undefined;
-  /** When the stream was opened, ms since the epoch. */
-  readonly openedAt: number;
+
+  // What the ticker and the stats read.
+  lastWriteAt: number;
+  lastEventAt: number;
   /** Bytes handed to the sink so far. */
   bytesWritten = 0;
+
   private readonly owner: SubscriberOwner;
   private drainWaiters: (() => void)[] | undefined;
   /** Made on the first event: an idle stream never needs one. */
@@ -133,15 +128,9 @@ export class Subscriber {
     now: number,
     deadline: number,
   ) {
+    super(subscription);
     this.id = id;
     this.secret = newSecret();
-    this.tenant = subscription.tenant;
-    this.selectors = subscription.selectors;
-    this.filter = subscription.filter;
-    this.grants = subscription.grants;
-    this.permissions = permissionSet(subscription.permissions);
-    this.subject = subscription.subject;
-    this.expiresAt = subscription.expiresAt ?? Number.POSITIVE_INFINITY;
     this.onClose = subscription.onClose;
     this.requestId = subscription.requestId;
     this.openedAt = now;
@@ -171,20 +160,6 @@ export class Subscriber {
   /** A getter, so checks after an `await` are not narrowed away by the compiler. */
   get isClosed(): boolean {
     return this.state === 'closed';
-  }
-
-  /** For live events the index has already matched the topic: only the filter and visibility remain. */
-  accepts(event: HeraldEvent): boolean {
-    return (this.filter === undefined || this.filter.accepts(event)) && canSee(this.grants, event);
-  }
-
-  /** The full test, for events read back from the log. */
-  wants(event: HeraldEvent): boolean {
-    return (
-      (event.tenant === this.tenant || this.tenant === ALL_TENANTS) &&
-      anyMatch(this.selectors, event.topics) &&
-      this.accepts(event)
-    );
   }
 
   write(chunks: readonly Uint8Array[], now: number): boolean {
@@ -249,22 +224,4 @@ export function sameSecret(presented: string, secret: string): boolean {
   let difference = 0;
   for (let i = 0; i < secret.length; i++) difference |= presented.charCodeAt(i) ^ secret.charCodeAt(i);
   return difference === 0;
-}
-
-const NO_PERMISSIONS: ReadonlySet<string> = new Set();
-/** Streams opened with the same permissions share one Set of them; bounded, like any cache here. */
-const permissionSets = new Map<string, ReadonlySet<string>>();
-const PERMISSION_SETS_LIMIT = 1_000;
-
-function permissionSet(permissions: readonly string[] | undefined): ReadonlySet<string> {
-  if (permissions === undefined || permissions.length === 0) return NO_PERMISSIONS;
-  // JSON, not a join: no permission, whatever characters it holds, can pass for two.
-  const key = JSON.stringify([...permissions].sort());
-  let set = permissionSets.get(key);
-  if (set === undefined) {
-    set = new Set(permissions);
-    if (permissionSets.size >= PERMISSION_SETS_LIMIT) permissionSets.clear();
-    permissionSets.set(key, set);
-  }
-  return set;
 }

@@ -12,6 +12,9 @@
  * far, as an NFA simulation does: every split is followed at once, and none twice. Each step
  * costs a few passes over the topic, whatever its text and prefix lengths, so a match costs
  * O(topic length × number of variables), and MAX_VARIABLES bounds the second factor.
+ *
+ * It stays one file, past the ~400 lines a module here keeps to: it is one idea, RFC 6570's
+ * grammar, whose parser, steps and position sets are written for each other and read together.
  */
 import { HeraldError } from './errors.ts';
 

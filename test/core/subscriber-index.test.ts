@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SubscriberIndex, type TenantIndex } from '../../src/core/subscriber-index.ts';
+import { SubscriberIndex } from '../../src/core/subscriber-index.ts';
+import type { TenantIndex } from '../../src/core/tenant-index.ts';
 import { MatchBudget, nextTurn, parseSelector, templateMatching, turnBudget } from '../../src/core/topics.ts';
 
 interface Sub {
