@@ -1,19 +1,21 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { loadOptionalPeer } from '../brokers/optional-peer.ts';
-import type { Herald } from '../herald.ts';
-import type { NatsBridge } from './nats-bridge.ts';
-import { type BridgeCounters, type BridgeError, Pump } from './pump.ts';
-import type { RedisBridge } from './redis-bridge.ts';
+import type { Backend } from '../backends/backend.ts';
+import { loadOptionalPeer } from '../backends/optional-peer.ts';
+import { BACKENDS } from '../backends/registry.ts';
+import type { BridgePublisher } from './publisher.ts';
+import { type BridgeCounters, Pump } from './pump.ts';
+import type { BridgeError, BridgeSource, RunningSource, SourceSettings } from './source.ts';
 import { type BridgeSpec, parseBridgeSpec } from './spec.ts';
 
-export { type BridgeCounters, BridgeError } from './pump.ts';
+export { captures, mapMessage } from './map.ts';
+export type { BridgePublisher } from './publisher.ts';
+export type { BridgeCounters } from './pump.ts';
+export { BridgeError } from './source.ts';
 export {
   BRIDGE_SYNTAX,
   type BridgeSpec,
-  captures,
   type FieldRef,
   formatBridgeSpec,
-  mapMessage,
   parseBridgeSpec,
   type TemplatePart,
   type ValueRule,
@@ -83,16 +85,17 @@ const DEFAULTS = {
 /**
  * Starts one bridge per spec (`--bridge` strings, or parsed specs): every message on the source
  * becomes an event through `herald.publish`, with the same validation and log as any publish.
+ * Each backend with a bridge source (see backends/registry.ts) feeds the specs of its kind.
  * Resolves once every bridge is subscribed; rejects (having closed what it opened) when a spec
  * is invalid or a source cannot be reached within `connectTimeoutMs`. Afterwards nothing a
  * message or a connection does throws: it is counted and reported through `onError`, and lost
  * connections are re-established by themselves.
  *
  * Several Herald nodes may run the same bridges: each message still becomes one event (NATS:
- * queue groups; Redis: a lease, see redis-bridge.ts). Both sources are at-most-once.
+ * queue groups; Redis: a lease, see backends/redis/bridge.ts). Both sources are at-most-once.
  */
 export async function startBridges(
-  herald: Herald,
+  herald: BridgePublisher,
   specs: readonly (string | BridgeSpec)[],
   options: BridgeOptions = {},
 ): Promise<Bridges> {
@@ -112,13 +115,19 @@ export async function startBridges(
       `renewEveryMs (${settings.renewEveryMs}) must be at most half of leaseMs (${settings.leaseMs}), so that one missed renewal does not lose the lease`,
     );
   }
-  const redisSpecs = parsed.filter((spec) => spec.kind === 'redis');
-  const natsSpecs = parsed.filter((spec) => spec.kind === 'nats');
-  if (redisSpecs.length > 0 && options.redisUrl === undefined) {
-    throw new Error(`bridge "${redisSpecs[0]?.text}" needs a Redis URL (the redisUrl option)`);
-  }
-  if (natsSpecs.length > 0 && options.natsUrl === undefined) {
-    throw new Error(`bridge "${natsSpecs[0]?.text}" needs a NATS URL (the natsUrl option)`);
+  // One group per backend that has bridges, in registry order.
+  const groups = BACKENDS.flatMap((backend) => {
+    const specsOf = parsed.filter((spec) => spec.kind === backend.kind);
+    return specsOf.length === 0 || backend.bridge === undefined
+      ? []
+      : [{ backend, source: backend.bridge, specs: specsOf }];
+  });
+  for (const { backend, specs: specsOf } of groups) {
+    if (urlOf(options, backend) === undefined) {
+      throw new Error(
+        `bridge "${specsOf[0]?.text}" needs a ${backend.title} URL (the ${backend.kind}Url option)`,
+      );
+    }
   }
 
   const onError = options.onError ?? herald.onError;
@@ -135,71 +144,57 @@ export async function startBridges(
     maxBatch: Math.max(1, Math.min(100, herald.hub.options.maxBatch)),
     report,
   };
-  const withPumps = (list: BridgeSpec[]) =>
-    list.map((spec) => ({ pump: new Pump(herald, spec, pumpOptions), hash: specHash(spec) }));
-  const redisPumps = withPumps(redisSpecs);
-  const natsPumps = withPumps(natsSpecs);
+  const sources = groups.map(({ backend, source, specs: specsOf }) => ({
+    backend,
+    source,
+    pumps: specsOf.map((spec) => ({ pump: new Pump(herald, spec, pumpOptions), hash: specHash(spec) })),
+  }));
 
   // Client libraries load only for the sources in use (optional peer dependencies of herald).
-  const [redis, nats] = await Promise.allSettled([
-    redisPumps.length === 0
-      ? undefined
-      : loadOptionalPeer(() => import('./redis-bridge.ts'), 'a redis: bridge', ['redis']).then(
-          ({ RedisBridge }) =>
-            RedisBridge.start(redisPumps, {
-              url: options.redisUrl as string,
-              nodeId,
-              leaseMs: settings.leaseMs,
-              renewEveryMs: settings.renewEveryMs,
-              connectTimeoutMs: settings.connectTimeoutMs,
-              leasePrefix: settings.leasePrefix,
-              report,
-            }),
-        ),
-    natsPumps.length === 0
-      ? undefined
-      : loadOptionalPeer(() => import('./nats-bridge.ts'), 'a nats: bridge', [
-          '@nats-io/transport-node',
-        ]).then(({ NatsBridge }) =>
-          NatsBridge.start(natsPumps, {
-            url: options.natsUrl as string,
-            nodeId,
-            queueGroup: settings.queueGroup,
-            connectTimeoutMs: settings.connectTimeoutMs,
-            report,
-          }),
-        ),
-  ]);
-  if (redis.status === 'rejected' || nats.status === 'rejected') {
-    await Promise.all([
-      redis.status === 'fulfilled' ? redis.value?.close() : undefined,
-      nats.status === 'fulfilled' ? nats.value?.close() : undefined,
-    ]);
-    throw redis.status === 'rejected' ? redis.reason : (nats as PromiseRejectedResult).reason;
+  const started = await Promise.allSettled(
+    sources.map(({ backend, source, pumps }) =>
+      startSource(backend, source, pumps, {
+        url: urlOf(options, backend) as string,
+        nodeId,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        report,
+        leaseMs: settings.leaseMs,
+        renewEveryMs: settings.renewEveryMs,
+        leasePrefix: settings.leasePrefix,
+        queueGroup: settings.queueGroup,
+      }),
+    ),
+  );
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(
+      started.map((result) => (result.status === 'fulfilled' ? result.value.close() : undefined)),
+    );
+    throw failed.reason;
   }
-  const redisBridge: RedisBridge | undefined = redis.value;
-  const natsBridge: NatsBridge | undefined = nats.value;
+  const running = sources.map((group, i) => ({
+    ...group,
+    running: (started[i] as PromiseFulfilledResult<RunningSource>).value,
+  }));
 
   let closing: Promise<void> | undefined;
   return {
     close() {
       closing ??= (async () => {
-        await Promise.all([redisBridge?.close(), natsBridge?.close()]);
-        await Promise.all([...redisPumps, ...natsPumps].map(({ pump }) => pump.close()));
+        await Promise.all(running.map((group) => group.running.close()));
+        await Promise.all(running.flatMap((group) => group.pumps.map(({ pump }) => pump.close())));
       })();
       return closing;
     },
     stats() {
-      const leases = redisBridge?.stats() ?? [];
-      const bridges: BridgeStats[] = [
-        ...redisPumps.map(({ pump }, i) => ({
+      const bridges: BridgeStats[] = running.flatMap((group) => {
+        const own = group.running.stats();
+        return group.pumps.map(({ pump }, i) => ({
           ...figures(pump),
-          connected: redisBridge?.connected ?? false,
-          leader: leases[i]?.leader ?? false,
-          standby: leases[i]?.standby ?? 0,
-        })),
-        ...natsPumps.map(({ pump }) => ({ ...figures(pump), connected: natsBridge?.connected ?? false })),
-      ];
+          connected: group.running.connected,
+          ...own[i],
+        }));
+      });
       const total = (key: keyof BridgeCounters) => bridges.reduce((sum, bridge) => sum + bridge[key], 0);
       return {
         received: total('received'),
@@ -209,6 +204,26 @@ export async function startBridges(
       };
     },
   };
+}
+
+/** Loads a backend's source (naming what to install when its client is missing) and starts it. */
+async function startSource(
+  backend: Backend,
+  source: BridgeSource,
+  pumps: readonly { readonly pump: Pump; readonly hash: string }[],
+  settings: SourceSettings,
+): Promise<RunningSource> {
+  const start = await loadOptionalPeer(() => source.load(), `a ${backend.kind}: bridge`, source.packages);
+  return start(
+    pumps.map(({ pump, hash }) => ({ inlet: pump, hash })),
+    settings,
+  );
+}
+
+/** The backend URL a source of `backend` subscribes to: the `<kind>Url` option (`redisUrl`). */
+function urlOf(options: BridgeOptions, backend: Backend): string | undefined {
+  const url = (options as Readonly<Record<string, unknown>>)[`${backend.kind}Url`];
+  return typeof url === 'string' ? url : undefined;
 }
 
 /** A bridge's identity across nodes: its canonical spec, hashed (lease key, queue group). */

@@ -1,28 +1,11 @@
 import { HeraldError } from '../core/errors.ts';
 import type { PublishInput } from '../core/event.ts';
-import type { Herald } from '../herald.ts';
-import { type BridgeSpec, mapMessage } from './spec.ts';
+import { mapMessage } from './map.ts';
+import type { BridgePublisher } from './publisher.ts';
+import { BridgeError, type BridgeInlet } from './source.ts';
+import type { BridgeSpec } from './spec.ts';
 
-/**
- * What a bridge reports through `onError`: which bridge (`source`, e.g. `redis:merchant:*:progress`),
- * which channel or subject the message came on when there was one, and why (`reason`).
- */
-export class BridgeError extends Error {
-  readonly source: string;
-  readonly channel: string | undefined;
-  readonly reason: string;
-
-  constructor(source: string, reason: string, channel?: string, cause?: unknown) {
-    super(
-      `bridge ${source}${channel === undefined ? '' : ` (message on ${JSON.stringify(channel)})`}: ${reason}`,
-      cause === undefined ? undefined : { cause },
-    );
-    this.name = 'BridgeError';
-    this.source = source;
-    this.channel = channel;
-    this.reason = reason;
-  }
-}
+export { BridgeError } from './source.ts';
 
 export interface BridgeCounters {
   /** Messages this node took charge of (for Redis: while it held the bridge's lease). */
@@ -58,10 +41,10 @@ const LAST_RETRY_MS = 5_000;
  * instead of being dropped: the source will not send it again. What does not fit in the queue
  * meanwhile is rejected, so a long outage costs messages, not memory.
  */
-export class Pump {
+export class Pump implements BridgeInlet {
   readonly spec: BridgeSpec;
   readonly counters: BridgeCounters = { received: 0, published: 0, rejected: 0 };
-  private readonly herald: Herald;
+  private readonly herald: BridgePublisher;
   private readonly options: PumpOptions;
   private readonly queue: Item[] = [];
   private draining: Promise<void> | undefined;
@@ -72,7 +55,7 @@ export class Pump {
   private unavailable = false;
   private wake: (() => void) | undefined;
 
-  constructor(herald: Herald, spec: BridgeSpec, options: PumpOptions) {
+  constructor(herald: BridgePublisher, spec: BridgeSpec, options: PumpOptions) {
     this.herald = herald;
     this.spec = spec;
     this.options = options;
@@ -194,7 +177,7 @@ export class Pump {
     for (let i = 0; i < batch.length; i++) {
       const item = batch[i] as Item;
       try {
-        await this.herald.publish(item.input);
+        await this.herald.publish([item.input]);
         this.accepted(1);
       } catch (error) {
         if (this.retryable(error)) return i;

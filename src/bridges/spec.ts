@@ -1,4 +1,5 @@
-import type { PublishInput } from '../core/event.ts';
+import { BACKENDS, backendNamed } from '../backends/registry.ts';
+import type { SourcePattern } from './source.ts';
 
 /**
  * Bridge specs: which Redis channels or NATS subjects feed Herald, and how each message becomes
@@ -19,9 +20,15 @@ import type { PublishInput } from '../core/event.ts';
  * the reason and the syntax, rather than rejecting every message at run time.
  */
 
+/** The backends that can feed bridges, by their kind (the prefix of a source), in registry order. */
+const SOURCES: readonly (readonly [kind: string, pattern: SourcePattern])[] = BACKENDS.flatMap((backend) =>
+  backend.bridge === undefined ? [] : [[backend.kind, backend.bridge.pattern] as const],
+);
+
 export const BRIDGE_SYNTAX =
   "<source> [-> <topic template>] [tenant=<field>|'<fixed>'|<template>] [type=<field>|'<fixed>'|<template>] [id=<field>]" +
-  '; source: redis:<channel pattern> or nats:<subject>; in templates {1}, {2}… are the wildcard captures, {source} the channel or subject, {a.b} a field of the JSON body';
+  `; source: ${SOURCES.map(([kind, pattern]) => `${kind}:<${pattern.noun}>`).join(' or ')}` +
+  '; in templates {1}, {2}… are the wildcard captures, {source} the channel or subject, {a.b} a field of the JSON body';
 
 /** `companyId`, `customer.id`: a (dotted) field of the JSON message body. */
 export interface FieldRef {
@@ -48,7 +55,8 @@ export type TemplatePart =
 export interface BridgeSpec {
   /** The spec in canonical form: what `--bridge` would need to recreate it, and what its identity is hashed from. */
   readonly text: string;
-  readonly kind: 'redis' | 'nats';
+  /** The backend whose pub/sub is the source (`redis`, `nats`): the source's prefix. */
+  readonly kind: string;
   /** Redis PSUBSCRIBE glob or NATS subject (with wildcards), without the `redis:`/`nats:` prefix. */
   readonly pattern: string;
   /** `redis:<pattern>` / `nats:<pattern>`: how reports name this bridge. */
@@ -65,7 +73,7 @@ export interface BridgeSpec {
   readonly id?: FieldRef;
   /** Whether mapping reads fields of the body (which must then be a JSON object). */
   readonly readsFields: boolean;
-  /** Redis only: the pattern as an anchored regular expression with a group per `*`. */
+  /** The pattern as an anchored regular expression with a group per wildcard, when its syntax has one (Redis). */
   readonly matcher?: RegExp;
 }
 
@@ -86,19 +94,14 @@ export function parseBridgeSpec(input: string): BridgeSpec {
   const colon = first.indexOf(':');
   const kind = first.slice(0, colon);
   const pattern = first.slice(colon + 1);
-  if (colon < 0 || (kind !== 'redis' && kind !== 'nats')) {
-    fail(`the source ${JSON.stringify(first)} must start with "redis:" or "nats:"`);
+  const syntax = colon < 0 ? undefined : sourcePattern(kind);
+  if (syntax === undefined) {
+    return fail(
+      `the source ${JSON.stringify(first)} must start with ${SOURCES.map(([known]) => `"${known}:"`).join(' or ')}`,
+    );
   }
-  if (pattern === '') fail(`the source has no ${kind === 'redis' ? 'channel pattern' : 'subject'}`);
-  let wildcards: number;
-  let matcher: RegExp | undefined;
-  if (kind === 'redis') {
-    const glob = compileGlob(pattern, fail);
-    matcher = glob.regex;
-    wildcards = glob.stars;
-  } else {
-    wildcards = checkSubject(pattern, fail);
-  }
+  if (pattern === '') fail(`the source has no ${syntax.noun}`);
+  const { wildcards, matcher } = syntax.compile(pattern, fail);
   if (wildcards > MAX_WILDCARDS) fail(`the source has ${wildcards} wildcards; the limit is ${MAX_WILDCARDS}`);
 
   let topic: TemplatePart[] | undefined;
@@ -166,7 +169,7 @@ export function parseBridgeSpec(input: string): BridgeSpec {
   const readsFields = hasField(topic) || ruleReads(tenant) || ruleReads(type) || id !== undefined;
   const spec: { -readonly [K in keyof BridgeSpec]: BridgeSpec[K] } = {
     text: '',
-    kind: kind as 'redis' | 'nats',
+    kind,
     pattern,
     source: `${kind}:${pattern}`,
     wildcards,
@@ -189,143 +192,6 @@ export function formatBridgeSpec(spec: BridgeSpec): string {
   if (spec.type !== undefined) text += ` type=${formatRule(spec.type)}`;
   if (spec.id !== undefined) text += ` id=${spec.id.name}`;
   return text;
-}
-
-/**
- * What each wildcard of the source matched in `channel` (Redis: each `*`; NATS: each `*` token,
- * and the rest of the subject for `>`), or undefined when the channel does not match.
- */
-export function captures(spec: BridgeSpec, channel: string): string[] | undefined {
-  if (spec.matcher !== undefined) {
-    const match = spec.matcher.exec(channel);
-    return match === null ? undefined : match.slice(1);
-  }
-  const want = spec.pattern.split('.');
-  const got = channel.split('.');
-  const found: string[] = [];
-  for (let i = 0; i < want.length; i++) {
-    const token = want[i] as string;
-    if (token === '>') {
-      if (got.length <= i) return undefined;
-      found.push(got.slice(i).join('.'));
-      return found;
-    }
-    const actual = got[i];
-    if (actual === undefined) return undefined;
-    if (token === '*') found.push(actual);
-    else if (token !== actual) return undefined;
-  }
-  return got.length === want.length ? found : undefined;
-}
-
-/**
- * Turns one message of the source into the input of `herald.publish`. `data` is the body parsed
- * as JSON when it parses, else the body as text. Throws an Error saying why when the mapping
- * cannot be applied: a field it names is missing, empty or not a string or number, or the body
- * is not a JSON object although the mapping reads fields of it.
- */
-export function mapMessage(spec: BridgeSpec, channel: string, body: string): PublishInput {
-  let data: unknown = body;
-  let json = false;
-  try {
-    data = JSON.parse(body);
-    json = true;
-  } catch {
-    // Not JSON: the event carries the text as it came.
-  }
-  let object: Record<string, unknown> | undefined;
-  if (spec.readsFields) {
-    if (!json) {
-      throw new Error(`the message is not JSON (${excerpt(body)}), but the mapping reads fields of it`);
-    }
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-      throw new Error(
-        `the message is ${data === null ? 'JSON null' : `a JSON ${Array.isArray(data) ? 'array' : typeof data}`}, not an object, but the mapping reads fields of it`,
-      );
-    }
-    object = data as Record<string, unknown>;
-  }
-
-  let found: string[] | undefined;
-  const context: RenderContext = {
-    channel,
-    object,
-    captures() {
-      found ??= captures(spec, channel);
-      if (found === undefined) {
-        throw new Error(`channel ${JSON.stringify(channel)} does not match ${JSON.stringify(spec.pattern)}`);
-      }
-      return found;
-    },
-  };
-  const input: PublishInput = {
-    topic: spec.topic === undefined ? channel : render(spec.topic, context, true),
-    data,
-    tenant: '',
-  };
-  if (spec.tenant !== undefined) input.tenant = apply(spec.tenant, context);
-  if (spec.type !== undefined) input.type = apply(spec.type, context);
-  if (spec.id !== undefined) input.id = read(object, spec.id);
-  return input;
-}
-
-interface RenderContext {
-  readonly channel: string;
-  readonly object: Record<string, unknown> | undefined;
-  captures(): string[];
-}
-
-function apply(rule: ValueRule, context: RenderContext): string {
-  if (rule.from === 'fixed') return rule.value;
-  if (rule.from === 'field') return read(context.object, rule.field);
-  return render(rule.parts, context, false);
-}
-
-/** Fills a template. In a topic, each value must be one non-empty segment; elsewhere, non-empty. */
-function render(parts: readonly TemplatePart[], context: RenderContext, topic: boolean): string {
-  let text = '';
-  for (const part of parts) {
-    if (part.kind === 'text') text += part.text;
-    else if (part.kind === 'source') text += context.channel;
-    else if (part.kind === 'capture') {
-      text += checked(context.captures()[part.index - 1] ?? '', `wildcard {${part.index}}`, topic);
-    } else {
-      text += checked(read(context.object, part.field), `field "${part.field.name}"`, topic);
-    }
-  }
-  return text;
-}
-
-/** A string or finite number at `field`, as text; anything else is the publisher's mistake. */
-function read(object: Record<string, unknown> | undefined, field: FieldRef): string {
-  let value: unknown = object;
-  for (const key of field.path) {
-    // Own properties only: "constructor" or "__proto__" must not resolve to Object's.
-    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, key)) {
-      throw new Error(`the message has no field "${field.name}"`);
-    }
-    value = (value as Record<string, unknown>)[key];
-  }
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value !== 'string') {
-    throw new Error(`field "${field.name}" is ${describe(value)}; it must be a string or a number`);
-  }
-  if (value === '') throw new Error(`field "${field.name}" is empty`);
-  return value;
-}
-
-/**
- * A value put into the topic is one segment of it: a `/` would let a message choose another
- * place in the topic tree than the template gives it. An empty value is refused everywhere: an
- * empty tenant would be the default tenant, which is not what a per-message tenant means.
- */
-function checked(value: string, what: string, topic: boolean): string {
-  if (value === '')
-    throw new Error(`${what} is empty${topic ? ', which would leave a hole in the topic' : ''}`);
-  if (topic && value.includes('/')) {
-    throw new Error(`${what} is ${JSON.stringify(value)}; a value put into the topic may not contain "/"`);
-  }
-  return value;
 }
 
 function tokenize(input: string, fail: (problem: string) => never): string[] {
@@ -434,99 +300,6 @@ function formatRule(rule: ValueRule): string {
   return rule.value.includes("'") ? `"${rule.value}"` : `'${rule.value}'`;
 }
 
-/**
- * A Redis glob (the syntax of PSUBSCRIBE: `*`, `?`, `[abc]`, `[^a-z]`, `\x`) as an anchored
- * regular expression with one lazy group per `*`. Redis has already matched the channel when a
- * message arrives; this only finds what each `*` covered.
- */
-function compileGlob(pattern: string, fail: (problem: string) => never): { regex: RegExp; stars: number } {
-  if (/\s/.test(pattern)) fail('the channel pattern contains a space');
-  let source = '';
-  let stars = 0;
-  let i = 0;
-  while (i < pattern.length) {
-    const char = pattern[i] as string;
-    if (char === '*') {
-      source += '([^]*?)';
-      stars++;
-      i++;
-    } else if (char === '?') {
-      source += '[^]';
-      i++;
-    } else if (char === '\\') {
-      const next = pattern[i + 1];
-      if (next === undefined) fail('the channel pattern ends with a lone "\\"');
-      source += escapeRegExp(next as string);
-      i += 2;
-    } else if (char === '[') {
-      let j = i + 1;
-      let negate = false;
-      if (pattern[j] === '^') {
-        negate = true;
-        j++;
-      }
-      let set = '';
-      while (j < pattern.length && pattern[j] !== ']') {
-        let from = pattern[j] as string;
-        if (from === '\\' && j + 1 < pattern.length) from = pattern[++j] as string;
-        if (pattern[j + 1] === '-' && j + 2 < pattern.length && pattern[j + 2] !== ']') {
-          let to = pattern[j + 2] as string;
-          j += 2;
-          if (to === '\\' && j + 1 < pattern.length) to = pattern[++j] as string;
-          // Redis accepts a reversed range ([z-a]) as the same range.
-          const [low, high] = from <= to ? [from, to] : [to, from];
-          set += `${escapeClass(low)}-${escapeClass(high)}`;
-        } else {
-          set += escapeClass(from);
-        }
-        j++;
-      }
-      if (j >= pattern.length) fail('the channel pattern has a "[" without "]"');
-      if (set === '') fail('the channel pattern has an empty "[]"');
-      source += `[${negate ? '^' : ''}${set}]`;
-      i = j + 1;
-    } else {
-      source += escapeRegExp(char);
-      i++;
-    }
-  }
-  return { regex: new RegExp(`^${source}$`), stars };
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
-}
-
-function escapeClass(char: string): string {
-  return /[\\\]^[-]/.test(char) ? `\\${char}` : char;
-}
-
-/** Validates a NATS subject and counts its wildcards. */
-function checkSubject(subject: string, fail: (problem: string) => never): number {
-  if (/\s/.test(subject)) fail('the subject contains a space');
-  const tokens = subject.split('.');
-  let wildcards = 0;
-  tokens.forEach((token, i) => {
-    if (token === '')
-      fail(`the subject ${JSON.stringify(subject)} has an empty token (".." or a "." at an end)`);
-    if (token === '*') wildcards++;
-    else if (token === '>') {
-      if (i !== tokens.length - 1) fail('">" may only be the last token of the subject');
-      wildcards++;
-    } else if (token.includes('*') || token.includes('>')) {
-      fail(`"${token}": a wildcard must be a whole token, e.g. metrics.* or metrics.>`);
-    }
-  });
-  return wildcards;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'number') return `the number ${value}`;
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
-}
-
-function excerpt(text: string): string {
-  return text.length > 40 ? `${JSON.stringify(text.slice(0, 40))}…` : JSON.stringify(text);
+export function sourcePattern(kind: string): SourcePattern | undefined {
+  return backendNamed(kind)?.bridge?.pattern;
 }

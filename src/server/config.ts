@@ -1,7 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { MIN_SECRET_BYTES, weakSecretProblem } from '../auth/jwt.ts';
-import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../brokers/memory.ts';
+import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../backends/history.ts';
+import {
+  backendNamed,
+  backendUrlPattern,
+  brokerUrlHint,
+  brokerUrlHintWithSchemes,
+  brokerUrlPattern,
+} from '../backends/registry.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
 import { DEFAULT_HUB_OPTIONS } from '../core/hub.ts';
 import { DEFAULT_LIMITS } from '../http/limits.ts';
@@ -186,16 +193,13 @@ const schema = z.object({
   host: text,
   tlsCert: text.optional(),
   tlsKey: text.optional(),
-  broker: pattern(
-    /^(memory|(redis|rediss|nats):\/\/.+)$/i,
-    'memory, redis://host:port[/db], rediss://… or nats://host:port',
-  ),
+  broker: pattern(brokerUrlPattern(), brokerUrlHintWithSchemes()),
   onBrokerDown: choice(['fail', 'local']),
   stream: pattern(/^[A-Za-z0-9_-]{1,64}$/, '1–64 letters, digits, - and _'),
   // A bridge spec may hold commas: several in the environment are separated by newlines or ;.
   bridge: listOf(/[;\n]/),
-  bridgeRedis: pattern(/^rediss?:\/\/.+/i, 'redis://host:port[/db]').optional(),
-  bridgeNats: pattern(/^nats:\/\/.+/i, 'nats://host:port').optional(),
+  bridgeRedis: pattern(backendUrlPattern('redis'), backendNamed('redis')?.example ?? '').optional(),
+  bridgeNats: pattern(backendUrlPattern('nats'), backendNamed('nats')?.example ?? '').optional(),
   historySize: count,
   historyMaxAge: duration(1),
   heartbeat: duration(10),
@@ -421,7 +425,7 @@ export const SETTINGS: readonly Setting[] = [
     'broker',
     '--broker <url>',
     'memory',
-    'memory, redis://host:port[/db] or nats://host:port: where the log lives',
+    `${brokerUrlHint()}: where the log lives`,
   ),
   setting(
     'Broker and history',

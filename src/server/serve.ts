@@ -3,9 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JwtOptions } from '../auth/jwt.ts';
+import { brokerFor } from '../backends/connect.ts';
+import { redactUrl } from '../backends/redact-url.ts';
+import { backendNamed, backendOf } from '../backends/registry.ts';
 import { startBridges } from '../bridges/index.ts';
-import { brokerFor } from '../brokers/connect.ts';
-import { redactUrl } from '../brokers/redact-url.ts';
 import { HeraldError } from '../core/errors.ts';
 import { type Broker, persistenceWarningOf } from '../core/log.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
@@ -199,10 +200,14 @@ async function startHerald(
 
 async function startBridgesOf(config: ServeConfig, herald: Herald, logger: HeraldLogger | undefined) {
   if (config.bridge.length === 0) return undefined;
+  // A bridge listens to the backend its flag names, else the broker when it is of that kind, else
+  // the backend's default (a local server).
+  const brokerKind = backendOf(config.broker)?.kind;
+  const urlOf = (kind: string, flag: string | undefined) =>
+    flag ?? (brokerKind === kind ? config.broker : backendNamed(kind)?.bridge?.defaultUrl);
   const bridges = await startBridges(herald, config.bridge, {
-    redisUrl:
-      config.bridgeRedis ?? (/^rediss?:/i.test(config.broker) ? config.broker : 'redis://127.0.0.1:6379'),
-    natsUrl: config.bridgeNats ?? (/^nats:/i.test(config.broker) ? config.broker : 'nats://127.0.0.1:4222'),
+    redisUrl: urlOf('redis', config.bridgeRedis),
+    natsUrl: urlOf('nats', config.bridgeNats),
     onError: (error) => logger?.error({ err: error }, error.message),
   });
   herald.addStats('bridges', () => bridges.stats());

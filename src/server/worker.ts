@@ -1,5 +1,5 @@
 import { Socket } from 'node:net';
-import { IpcBroker } from '../brokers/ipc.ts';
+import { IpcBroker } from '../backends/ipc/broker.ts';
 import { createLogger } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
 import { serve } from './serve.ts';

@@ -2,10 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { brokerFor } from '../brokers/connect.ts';
-import { LogServer } from '../brokers/ipc.ts';
-import { MemoryBroker } from '../brokers/memory.ts';
-import { redactUrl } from '../brokers/redact-url.ts';
+import { brokerFor } from '../backends/connect.ts';
+import { LogServer } from '../backends/ipc/broker.ts';
+import { MemoryBroker } from '../backends/memory/broker.ts';
+import { redactUrl } from '../backends/redact-url.ts';
 import { createLogger } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
 import type { ServeConfig } from './config.ts';
@@ -16,7 +16,7 @@ import { listenError } from './messages.ts';
  * (`src/server/worker.ts`) listening on the same port with SO_REUSEPORT, and keeps them running.
  *
  * On Redis or NATS each worker is simply a node of the hub on that broker. On the memory broker
- * the primary holds the one log and the workers reach it over a pipe (`brokers/ipc.ts`), so that
+ * the primary holds the one log and the workers reach it over a pipe (`backends/ipc/`), so that
  * ids, replay and gaps are those of one process whichever worker a client lands on.
  */
 

@@ -5,6 +5,7 @@ import { createServer, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createClient, type RedisClientType } from 'redis';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import {
   type BridgeError,
   type BridgeOptions,
@@ -13,7 +14,6 @@ import {
   startBridges,
 } from '../../src/bridges/index.ts';
 import { parseBridgeSpec } from '../../src/bridges/spec.ts';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../src/core/event.ts';
 import { createHerald, type Herald } from '../../src/herald.ts';

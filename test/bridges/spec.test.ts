@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BRIDGE_SYNTAX, captures, mapMessage, parseBridgeSpec } from '../../src/bridges/spec.ts';
+import { captures, mapMessage } from '../../src/bridges/map.ts';
+import { BRIDGE_SYNTAX, parseBridgeSpec } from '../../src/bridges/spec.ts';
 
 const SEED_002 = 'redis:merchant:*:progress -> merchants/{1}/progress tenant=merchantId type=type';
 const SEED_003 = "nats:metrics.* -> companies/{companyId}/metrics/{1} tenant=companyId type='metric_updated'";

@@ -1,6 +1,6 @@
 import { duplexPair } from 'node:stream';
-import { IpcBroker, LogServer } from '../../src/brokers/ipc.ts';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { IpcBroker, LogServer } from '../../src/backends/ipc/broker.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import type { Broker } from '../../src/core/log.ts';
 import { brokerContract } from './contract.ts';
 

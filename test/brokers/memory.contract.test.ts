@@ -1,4 +1,4 @@
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import type { Broker } from '../../src/core/log.ts';
 import { brokerContract } from './contract.ts';
 

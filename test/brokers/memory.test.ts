@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../src/core/event.ts';
 

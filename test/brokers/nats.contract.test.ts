@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { NatsBroker } from '../../src/brokers/nats.ts';
+import { NatsBroker } from '../../src/backends/nats/broker.ts';
 import type { Broker } from '../../src/core/log.ts';
 import { connectJetStream, SHARED_NATS_URL } from '../helpers/nats-server.ts';
 import { brokerContract } from './contract.ts';

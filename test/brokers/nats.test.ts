@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { NatsBroker, type NatsBrokerOptions } from '../../src/brokers/nats.ts';
+import { NatsBroker, type NatsBrokerOptions } from '../../src/backends/nats/broker.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { HeraldEvent } from '../../src/core/event.ts';
 import { type PrivateNats, startPrivateNats, startProxy, type TcpProxy } from '../helpers/nats-server.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { redactUrl } from '../../src/brokers/redact-url.ts';
+import { redactUrl } from '../../src/backends/redact-url.ts';
 
 describe('redactUrl', () => {
   test('masks a password, and a user name that stands alone (a NATS token)', () => {

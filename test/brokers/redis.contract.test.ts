@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { before } from 'node:test';
-import { RedisBroker } from '../../src/brokers/redis.ts';
+import { RedisBroker } from '../../src/backends/redis/broker.ts';
 import type { Broker } from '../../src/core/log.ts';
 import { deletePrefix, REDIS_URL, requireRedis } from '../helpers/redis-server.ts';
 import { brokerContract } from './contract.ts';

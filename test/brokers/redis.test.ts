@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { persistenceWarning, RedisBroker, type RedisBrokerOptions } from '../../src/brokers/redis.ts';
+import { RedisBroker, type RedisBrokerOptions } from '../../src/backends/redis/broker.ts';
+import { persistenceWarning } from '../../src/backends/redis/persistence.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { HeraldEvent } from '../../src/core/event.ts';
 import { adminClient, type PrivateRedis, startPrivateRedis, startRelay } from '../helpers/redis-server.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import { Hub } from '../../src/core/hub.ts';
 import { OPEN_PRINCIPAL } from '../../src/core/principal.ts';
 import type { Sink } from '../../src/core/subscriber.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, mock, test } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { HeraldEvent } from '../../src/core/event.ts';
 import { EventFilter } from '../../src/core/filters.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { MemoryBroker } from '../../src/brokers/memory.ts';
+import { MemoryBroker } from '../../src/backends/memory/broker.ts';
 import { STATS_TOPIC, STATS_TYPE } from '../../src/dashboard/stats-feed.ts';
 import { sleep, startHub, type TestHub } from '../helpers/server.ts';
 import type { SseStream } from '../helpers/sse-client.ts';

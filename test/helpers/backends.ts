@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { brokerFor } from '../../src/brokers/connect.ts';
+import { brokerFor } from '../../src/backends/connect.ts';
 import type { Broker } from '../../src/core/log.ts';
 import type { HeraldOptions } from '../../src/herald.ts';
 import { connectJetStream } from './nats-server.ts';

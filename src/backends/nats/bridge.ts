@@ -1,14 +1,13 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { redactUrl } from '../brokers/redact-url.ts';
-import { withTimeout } from '../brokers/with-timeout.ts';
-import { BridgeError, type Pump } from './pump.ts';
-
-// The client is an optional peer dependency, loaded at run time by Node from the app's
-// node_modules: the comments keep app bundlers (Next.js) from resolving it at build time, where
-// an app on the memory broker does not have it.
-const { connect } = await import(
-  /* webpackIgnore: true */ /* turbopackIgnore: true */ '@nats-io/transport-node'
-);
+import {
+  BridgeError,
+  type BridgeInlet,
+  type RunningSource,
+  type SourceSettings,
+} from '../../bridges/source.ts';
+import { redactUrl } from '../redact-url.ts';
+import { withTimeout } from '../with-timeout.ts';
+import { natsConnection } from './client.ts';
 
 /*
  * NATS core subjects → Herald.
@@ -24,21 +23,10 @@ const { connect } = await import(
  * server hands each message to one member only. The group is named after the spec's hash, so two
  * different bridges on the same subject each still get every message.
  *
- * Reconnection is the client's: it retries forever and re-subscribes by itself.
+ * Reconnection is the client's (see client.ts): it retries forever and re-subscribes by itself.
  */
 
-export interface NatsBridgeOptions {
-  /** `nats://host:port`, several separated by commas. */
-  readonly url: string;
-  readonly nodeId: string;
-  /** Queue group prefix. Default `herald-bridge`. */
-  readonly queueGroup: string;
-  /** How long the first connection may take before `start` fails, ms. */
-  readonly connectTimeoutMs: number;
-  readonly report: (error: BridgeError) => void;
-}
-
-export class NatsBridge {
+export class NatsBridge implements RunningSource {
   private readonly connection: NatsConnection;
   private readonly subscriptions: Subscription[] = [];
   private up = true;
@@ -50,18 +38,16 @@ export class NatsBridge {
   }
 
   static async start(
-    pumps: readonly { readonly pump: Pump; readonly hash: string }[],
-    options: NatsBridgeOptions,
+    inlets: readonly { readonly inlet: BridgeInlet; readonly hash: string }[],
+    options: SourceSettings,
   ): Promise<NatsBridge> {
     const servers = options.url.split(',').map((server) => server.trim());
     let connection: NatsConnection;
     try {
-      connection = await connect({
+      connection = await natsConnection({
         servers,
         name: `herald-bridge ${options.nodeId}`,
-        timeout: options.connectTimeoutMs,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 1_000,
+        connectTimeoutMs: options.connectTimeoutMs,
       });
     } catch (error) {
       throw new Error(
@@ -71,8 +57,8 @@ export class NatsBridge {
     }
     const bridge = new NatsBridge(connection);
     void bridge.watch(options);
-    for (const { pump, hash } of pumps) {
-      const { source, pattern } = pump.spec;
+    for (const { inlet, hash } of inlets) {
+      const { source, pattern } = inlet.spec;
       bridge.subscriptions.push(
         connection.subscribe(pattern, {
           queue: `${options.queueGroup}-${hash}`,
@@ -84,7 +70,7 @@ export class NatsBridge {
               );
               return;
             }
-            if (!bridge.closed) pump.push(message.subject, message.string());
+            if (!bridge.closed) inlet.push(message.subject, message.string());
           },
         }),
       );
@@ -116,7 +102,12 @@ export class NatsBridge {
     if (!this.connection.isClosed()) await this.connection.close();
   }
 
-  private async watch(options: NatsBridgeOptions): Promise<void> {
+  /** No figures of its own: the server's queue group, not the bridge, picks who publishes. */
+  stats(): readonly object[] {
+    return [];
+  }
+
+  private async watch(options: SourceSettings): Promise<void> {
     for await (const status of this.connection.status()) {
       if (status.type === 'disconnect') {
         this.up = false;

@@ -1,14 +1,18 @@
 import type { Duplex } from 'node:stream';
-import { HeraldError } from '../core/errors.ts';
-import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth } from '../core/log.ts';
-import { toEvent } from './codec.ts';
-import { compareMemoryPositions, type MemoryBroker } from './memory.ts';
+import { HeraldError } from '../../core/errors.ts';
+import type { EventDraft, HeraldEvent } from '../../core/event.ts';
+import type { Broker, HistoryStats, Location, LogHealth } from '../../core/log.ts';
+import { toEvent } from '../codec.ts';
+import { compareMemoryPositions, type MemoryBroker } from '../memory/broker.ts';
 
 /**
  * The memory log shared by the worker processes of `herald serve --workers N`: the primary holds
  * the one `MemoryBroker` (`LogServer`), each worker reaches it through an `IpcBroker`, so ids,
  * history, replay and gaps are exactly those of a single process.
+ *
+ * It lives with the backends, not in src/server/, because it is one: a `Log` over the memory log,
+ * held to the same contract test, sharing its position order. It is not in the registry: no URL
+ * names it; `herald serve --workers` sets it up (src/server/workers.ts, worker.ts).
  *
  * The wire is newline-delimited JSON over a dedicated pipe rather than `process.send`, so that a
  * feed batch is serialized once and the same bytes are written to every worker (process.send would

@@ -1,7 +1,10 @@
-import { HeraldError } from '../core/errors.ts';
-import type { EventDraft, HeraldEvent } from '../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth } from '../core/log.ts';
-import { chosenIdKey, toEvent } from './codec.ts';
+import { HeraldError } from '../../core/errors.ts';
+import type { EventDraft, HeraldEvent } from '../../core/event.ts';
+import type { Broker, HistoryStats, Location, LogHealth } from '../../core/log.ts';
+import { chosenIdKey, toEvent } from '../codec.ts';
+import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
+
+export { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../history.ts';
 
 export interface MemoryBrokerOptions {
   /** Events kept for replay. Default 10 000. */
@@ -10,8 +13,6 @@ export interface MemoryBrokerOptions {
   readonly maxAgeMs?: number;
 }
 
-export const DEFAULT_HISTORY_SIZE = 10_000;
-export const DEFAULT_HISTORY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 // Digits, a dash, digits: the shape every broker's positions share, which chosen ids may not take.
 const POSITION = /^(\d{1,16})-(\d{1,16})$/;
 
@@ -187,9 +188,4 @@ function parse(id: string): [epoch: number, seq: number] | undefined {
   const match = POSITION.exec(id);
   if (match === null) return undefined;
   return [Number(match[1]), Number(match[2])];
-}
-
-function positive(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${what} must be a positive integer`);
-  return value;
 }

@@ -1,12 +1,12 @@
-import type { RedisClientType } from 'redis';
-import { redactUrl } from '../brokers/redact-url.ts';
-import { withTimeout } from '../brokers/with-timeout.ts';
-import { BridgeError, type Pump } from './pump.ts';
-
-// The client is an optional peer dependency, loaded at run time by Node from the app's
-// node_modules: the comments keep app bundlers (Next.js) from resolving it at build time, where
-// an app on the memory broker does not have it.
-const { createClient } = await import(/* webpackIgnore: true */ /* turbopackIgnore: true */ 'redis');
+import {
+  BridgeError,
+  type BridgeInlet,
+  type RunningSource,
+  type SourceSettings,
+} from '../../bridges/source.ts';
+import { redactUrl } from '../redact-url.ts';
+import { withTimeout } from '../with-timeout.ts';
+import { type RedisClient, redisClient } from './client.ts';
 
 /*
  * Redis pub/sub → Herald.
@@ -39,22 +39,6 @@ const { createClient } = await import(/* webpackIgnore: true */ /* turbopackIgno
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
-export interface RedisBridgeOptions {
-  /** `redis://[user:password@]host:port[/db]` or `rediss://…`. */
-  readonly url: string;
-  /** This bridge runner's name in the lease. Unique per runner. */
-  readonly nodeId: string;
-  /** Lease lifetime, ms. Default 10 000. */
-  readonly leaseMs: number;
-  /** How often the holder renews and the others try to take the lease, ms. Default 3 000. */
-  readonly renewEveryMs: number;
-  /** How long the first connection may take before `start` fails, ms. */
-  readonly connectTimeoutMs: number;
-  /** Prefix of lease keys. Default `herald:bridge:`. */
-  readonly leasePrefix: string;
-  readonly report: (error: BridgeError) => void;
-}
-
 interface Lease {
   readonly key: string;
   held: boolean;
@@ -63,22 +47,23 @@ interface Lease {
 }
 
 interface Entry {
-  readonly pump: Pump;
+  readonly inlet: BridgeInlet;
   readonly lease: Lease;
   /** Messages received while another node held the lease. */
   standby: number;
 }
 
 export interface RedisBridgeStats {
-  readonly spec: string;
+  /** Whether this runner holds the bridge's lease (only the holder publishes). */
   readonly leader: boolean;
+  /** Messages seen while another runner held the lease, and so left to it. */
   readonly standby: number;
 }
 
-type Client = RedisClientType;
+type Client = RedisClient;
 
-export class RedisBridge {
-  private readonly options: RedisBridgeOptions;
+export class RedisBridge implements RunningSource {
+  private readonly options: SourceSettings;
   private readonly entries: Entry[];
   private readonly subscriber: Client;
   private readonly commands: Client;
@@ -86,7 +71,7 @@ export class RedisBridge {
   private ticking = false;
   private closed = false;
 
-  private constructor(options: RedisBridgeOptions, entries: Entry[], subscriber: Client, commands: Client) {
+  private constructor(options: SourceSettings, entries: Entry[], subscriber: Client, commands: Client) {
     this.options = options;
     this.entries = entries;
     this.subscriber = subscriber;
@@ -99,16 +84,16 @@ export class RedisBridge {
    * every bridge is listening and led by this node or another.
    */
   static async start(
-    pumps: readonly { readonly pump: Pump; readonly hash: string }[],
-    options: RedisBridgeOptions,
+    inlets: readonly { readonly inlet: BridgeInlet; readonly hash: string }[],
+    options: SourceSettings,
   ): Promise<RedisBridge> {
     const where = redactUrl(options.url);
     const subscriber = connection(options, 'subscriber', where);
     // Lease commands fail at once while disconnected rather than queue: a renewal that arrives
     // late must not extend a lease this node has already stopped trusting.
     const commands = connection(options, 'lease', where, true);
-    const entries = pumps.map(({ pump, hash }) => ({
-      pump,
+    const entries = inlets.map(({ inlet, hash }) => ({
+      inlet,
       lease: { key: `${options.leasePrefix}${hash}`, held: false, validUntil: 0 },
       standby: 0,
     }));
@@ -116,7 +101,7 @@ export class RedisBridge {
     try {
       await Promise.all([subscriber.connect(), commands.connect()]);
       for (const entry of entries) {
-        await subscriber.pSubscribe(entry.pump.spec.pattern, (message, channel) =>
+        await subscriber.pSubscribe(entry.inlet.spec.pattern, (message, channel) =>
           bridge.receive(entry, channel, message),
         );
       }
@@ -140,7 +125,6 @@ export class RedisBridge {
 
   stats(): RedisBridgeStats[] {
     return this.entries.map((entry) => ({
-      spec: entry.pump.spec.text,
       leader: this.leads(entry.lease),
       standby: entry.standby,
     }));
@@ -176,7 +160,7 @@ export class RedisBridge {
       entry.standby++;
       return;
     }
-    entry.pump.push(channel, message);
+    entry.inlet.push(channel, message);
   }
 
   private leads(lease: Lease): boolean {
@@ -238,24 +222,18 @@ export class RedisBridge {
   }
 }
 
-function connection(options: RedisBridgeOptions, role: string, where: string, failFast = false): Client {
-  const startedAt = Date.now();
+function connection(options: SourceSettings, role: string, where: string, failFast = false): Client {
   let ready = false;
   let reportedDown = false;
-  const client = createClient({
+  const client = redisClient({
     url: options.url,
     // CLIENT LIST shows who is who; names may not contain spaces.
     name: `herald-bridge:${options.nodeId}:${role}`.replace(/\s/g, '_'),
-    disableOfflineQueue: failFast,
-    socket: {
-      connectTimeout: options.connectTimeoutMs,
-      reconnectStrategy: (retries, cause) => {
-        // The first connection fails `start` after connectTimeoutMs; later ones retry forever.
-        if (!ready && Date.now() - startedAt >= options.connectTimeoutMs) return cause;
-        return Math.min(100 * 2 ** retries, 3_000) + Math.floor(Math.random() * 100);
-      },
-    },
-  }) as Client;
+    failFast,
+    connectTimeoutMs: options.connectTimeoutMs,
+    // The first connection fails `start` after connectTimeoutMs; later ones retry forever.
+    firstConnectMs: options.connectTimeoutMs,
+  });
   client.on('ready', () => {
     ready = true;
     reportedDown = false;
