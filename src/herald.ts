@@ -1,18 +1,26 @@
 import { createJwtVerifier, type JwtOptions } from './auth/jwt.ts';
 import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
-import { MemoryBroker } from './brokers/memory.ts';
+import { MemoryBroker } from './backends/memory/broker.ts';
 import { MAX_TOPIC_LENGTH, type PublishInput } from './core/event.ts';
-import { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type HubStats, type TenantStats } from './core/hub.ts';
+import { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type TenantStats } from './core/hub.ts';
 import type { Log } from './core/log.ts';
 import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
+import { DASHBOARD_ROUTES } from './dashboard/routes.ts';
 import { StatsFeed } from './dashboard/stats-feed.ts';
+import type { HttpContext } from './http/context.ts';
 import { Cors } from './http/cors.ts';
 import { type LimitOptions, Limits } from './http/limits.ts';
+import { RouteTable } from './http/route-table.ts';
+import { Router } from './http/router.ts';
+import { API_ROUTES } from './http/routes/api.ts';
 import { TrustedProxies } from './http/trust-proxy.ts';
 import { Mercure, type MercureOptions } from './mercure/mercure.ts';
 import { connectionLog } from './observability/connection-log.ts';
 import type { HeraldLogger } from './observability/logger.ts';
+import { metricsOf } from './observability/metrics.ts';
+import { metricsRoutes } from './observability/metrics-route.ts';
+import { type HeraldStats, NodeStats } from './observability/node-stats.ts';
 
 export interface HeraldOptions extends Partial<HubOptions> {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
@@ -99,15 +107,6 @@ export interface HeraldOptions extends Partial<HubOptions> {
       };
 }
 
-export interface HeraldStats extends HubStats {
-  /** Which node answered: the figures are this node's, the history is the shared log's. */
-  readonly node: string;
-  /** Why the hub is not running as configured, e.g. `fallback-local`. */
-  readonly degraded?: string;
-  readonly uptimeMs: number;
-  readonly timestamp: string;
-}
-
 /**
  * A hub with its broker, ready to be mounted: `nodeHandler(herald)`, `webHandler(herald)`,
  * the Fastify plugin, or `herald serve`. Publishing in-process is `await herald.publish(...)`.
@@ -131,13 +130,9 @@ export class Herald {
   /** Undefined when Mercure is turned off. */
   readonly mercure: Mercure | undefined;
   readonly logger: HeraldLogger | undefined;
-  readonly metricsOptions: Exclude<NonNullable<HeraldOptions['metrics']>, false>;
-  /** Whether `/metrics` and `/dashboard` are served at all. */
-  readonly serves: { readonly metrics: boolean; readonly dashboard: boolean };
-  /** Requests refused for their credential or its rights, by problem code (bounded: codes are ours). */
-  readonly authFailures = new Map<string, number>();
-  private readonly startedAt = Date.now();
-  private readonly statsSources = new Map<string, () => unknown>();
+  /** The HTTP API on this hub: the adapters (`nodeHandler`, `webHandler`, Fastify) hand it their requests. */
+  readonly http: Router;
+  private readonly nodeStats: NodeStats;
   /** The dashboard's live figures, sent to admin streams of `herald/stats` while any watch. */
   private readonly statsFeed: StatsFeed;
 
@@ -166,8 +161,6 @@ export class Herald {
     this.degraded = degraded;
     this.broker = broker ?? new MemoryBroker(history);
     this.logger = logger;
-    this.metricsOptions = metrics === false ? {} : (metrics ?? {});
-    this.serves = { metrics: metrics !== false, dashboard: dashboard !== false };
     this.hub = new Hub(this.broker, {
       ...(logger === undefined
         ? {}
@@ -204,9 +197,49 @@ export class Herald {
             limits: this.limits,
           });
     this.onError = this.hub.options.onError;
+    this.nodeStats = new NodeStats(this.hub, this.nodeId, this.degraded);
+    this.http = new Router(this.httpContext(), this.routes(metrics, dashboard !== false));
     if (this.open) warnOpenOnce(open === true, logger);
-    this.statsFeed = new StatsFeed(this);
+    this.statsFeed = new StatsFeed({
+      hub: this.hub,
+      log: this.broker,
+      stats: () => this.nodeStats.all(),
+      onError: this.onError,
+    });
     this.statsFeed.start();
+  }
+
+  /** What the routes may use of this hub. */
+  private httpContext(): HttpContext {
+    return {
+      hub: this.hub,
+      log: this.broker,
+      authenticate: this.authenticate,
+      limits: this.limits,
+      cors: this.cors,
+      settings: {
+        maxBodyBytes: this.maxBodyBytes,
+        maxTopicsPerSubscription: this.maxTopicsPerSubscription,
+        maxSelectorLength: this.maxSelectorLength,
+      },
+      open: this.open,
+      degraded: this.degraded,
+      stats: (principal) => this.nodeStats.of(principal),
+      logger: this.logger,
+      onError: this.onError,
+    };
+  }
+
+  /** The API's routes and those of each part that is on: metrics, the dashboard, Mercure. */
+  private routes(metrics: HeraldOptions['metrics'], dashboard: boolean): RouteTable {
+    const routes = new RouteTable(API_ROUTES);
+    if (metrics !== false) {
+      const options = metrics ?? {};
+      routes.add(metricsRoutes({ public: options.public === true, metrics: () => metricsOf(this, options) }));
+    }
+    if (dashboard) routes.add(DASHBOARD_ROUTES);
+    if (this.mercure !== undefined) routes.add(this.mercure.routes());
+    return routes;
   }
 
   /**
@@ -227,16 +260,8 @@ export class Herald {
   /** Every figure for an admin (the default); a tenant's own figures for anyone else. */
   stats(): Promise<HeraldStats>;
   stats(principal: Principal): Promise<HeraldStats | TenantStats>;
-  async stats(principal: Principal = OPEN_PRINCIPAL): Promise<HeraldStats | TenantStats> {
-    if (!principal.admin) return this.hub.tenantStats(principal.tenant);
-    return {
-      node: this.nodeId,
-      ...(this.degraded === undefined ? {} : { degraded: this.degraded }),
-      ...(await this.hub.stats()),
-      ...Object.fromEntries([...this.statsSources].map(([name, source]) => [name, source()])),
-      uptimeMs: Date.now() - this.startedAt,
-      timestamp: new Date().toISOString(),
-    };
+  stats(principal: Principal = OPEN_PRINCIPAL): Promise<HeraldStats | TenantStats> {
+    return this.nodeStats.of(principal);
   }
 
   /**
@@ -249,7 +274,7 @@ export class Herald {
 
   /** Adds figures of a part running beside the hub (bridges) to the admin view of `/v1/stats`. */
   addStats(name: string, source: () => unknown): void {
-    this.statsSources.set(name, source);
+    this.nodeStats.add(name, source);
   }
 
   /** Ends every stream with a retry hint and closes the broker. */

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { HeraldError } from '../core/errors.ts';
-import type { Herald } from '../herald.ts';
+import type { HttpContext } from '../http/context.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
+import type { RouteEntry } from '../http/route-table.ts';
 import { type DashboardFile, dashboardAsset } from './assets.ts';
 
 /**
@@ -56,10 +57,10 @@ function load(file: DashboardFile): Loaded {
   return asset;
 }
 
-async function serveAsset(herald: Herald, request: HttpRequest): Promise<HttpReply> {
+async function serveAsset(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   // Without authentication the page is the operator's, served to this machine only (unless the
   // app opened the hub to everyone): the authenticator of an open hub decides, as for /v1/stats.
-  if (herald.open) await herald.authenticate(request, 'stats');
+  if (context.open) await context.authenticate(request, 'stats');
   const asset = ASSETS[request.path] as Asset;
   const { body, etag } = load(asset.file);
   // Revalidated on every load (names carry no hash), answered with 304 while the build is the same.
@@ -73,7 +74,9 @@ async function serveAsset(herald: Herald, request: HttpRequest): Promise<HttpRep
   return { kind: 'response', status: 200, headers, body };
 }
 
-/** The dashboard's routes, merged into the HTTP API's table. */
-export const DASHBOARD_ROUTES = Object.fromEntries(
-  Object.keys(ASSETS).map((path) => [path, { GET: serveAsset }]),
-) as Readonly<Record<string, { readonly GET: typeof serveAsset }>>;
+/** The dashboard's routes, for the hub's route table. */
+export const DASHBOARD_ROUTES: readonly RouteEntry[] = Object.keys(ASSETS).map((path) => ({
+  method: 'GET',
+  path,
+  handle: serveAsset,
+}));

@@ -1,6 +1,7 @@
-import { healthOf } from '../core/log.ts';
+import type { Hub } from '../core/hub.ts';
+import { healthOf, type Log } from '../core/log.ts';
 import { ALL_TENANTS } from '../core/principal.ts';
-import type { Herald, HeraldStats } from '../herald.ts';
+import type { HeraldStats } from '../observability/node-stats.ts';
 
 /**
  * The reserved topic of the dashboard's live figures. Notices on it go to streams of tenant `*`
@@ -22,13 +23,22 @@ export interface DashboardStats extends HeraldStats {
 
 const DEFAULT_INTERVAL_MS = 1_000;
 
+/** What the feed reads its figures from. */
+export interface StatsFeedSources {
+  readonly hub: Hub;
+  readonly log: Log;
+  /** This node's admin view of `/v1/stats`. */
+  stats(): Promise<HeraldStats>;
+  readonly onError: (error: unknown, context: string) => void;
+}
+
 /**
  * Sends this node's figures to the dashboards watching it, once per interval, without polling
  * and without the log: figures are per node and stale a second later, so they must not fill the
  * shared history or be replayed. While no one watches, a tick costs one map lookup.
  */
 export class StatsFeed {
-  private readonly herald: Herald;
+  private readonly sources: StatsFeedSources;
   private readonly intervalMs: number;
   private timer: ReturnType<typeof setInterval> | undefined;
   /** The counters at the previous tick, for the rates. */
@@ -36,8 +46,8 @@ export class StatsFeed {
   /** A tick whose snapshot is still being taken (a slow broker): the next one is skipped. */
   private busy = false;
 
-  constructor(herald: Herald, intervalMs = DEFAULT_INTERVAL_MS) {
-    this.herald = herald;
+  constructor(sources: StatsFeedSources, intervalMs = DEFAULT_INTERVAL_MS) {
+    this.sources = sources;
     this.intervalMs = intervalMs;
   }
 
@@ -54,7 +64,7 @@ export class StatsFeed {
   }
 
   private sample() {
-    const { published, delivered } = this.herald.hub.counters;
+    const { published, delivered } = this.sources.hub.counters;
     return { at: performance.now(), published, delivered };
   }
 
@@ -62,7 +72,7 @@ export class StatsFeed {
     const previous = this.last;
     const now = this.sample();
     this.last = now;
-    const hub = this.herald.hub;
+    const { hub, log } = this.sources;
     const watchers = hub.watchers(ALL_TENANTS, STATS_TOPIC);
     if (watchers === 0 || this.busy || hub.isClosing) return;
     const seconds = (now.at - previous.at) / 1000;
@@ -72,12 +82,12 @@ export class StatsFeed {
       intervalMs: Math.round(now.at - previous.at),
     };
     this.busy = true;
-    Promise.all([this.herald.stats(), healthOf(this.herald.broker)])
+    Promise.all([this.sources.stats(), healthOf(log)])
       .then(([stats, health]) => {
         const notice: DashboardStats = { ...stats, rates, health, watchers };
         hub.notify(ALL_TENANTS, STATS_TOPIC, STATS_TYPE, notice);
       })
-      .catch((error: unknown) => this.herald.onError(error, 'taking the dashboard figures failed'))
+      .catch((error: unknown) => this.sources.onError(error, 'taking the dashboard figures failed'))
       .finally(() => {
         this.busy = false;
       });

@@ -7,7 +7,6 @@ import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
 import { type AnyRequest, type AnyResponse, forHttp2, Http2Sink, isGone, isHttp2 } from './http2.ts';
 import { hasParser, settleStream } from './release.ts';
 import type { HttpReply, HttpRequest } from './request.ts';
-import { handle, notFound, problemReply } from './routes.ts';
 
 export interface NodeHandlerOptions {
   /** The path Herald is mounted under on a plain node:http server, e.g. `/realtime`. Express and
@@ -55,14 +54,15 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
       new URLSearchParams(queryStart === -1 ? '' : url.slice(queryStart + 1)),
       herald,
     );
-    const answer = outside ? Promise.resolve(undefined) : handle(herald, request);
+    const answer = outside ? Promise.resolve(undefined) : herald.http.handle(request);
     answer
       .then(
         (reply) => {
           if (reply === undefined && next !== undefined) next();
-          else send(req, res, reply ?? notFound(path, request.header(REQUEST_ID_HEADER)), streams);
+          else
+            send(req, res, reply ?? herald.http.notFound(path, request.header(REQUEST_ID_HEADER)), streams);
         },
-        (error: unknown) => send(req, res, problemReply(error, herald), streams),
+        (error: unknown) => send(req, res, herald.http.problemReply(error), streams),
       )
       // Whatever fails while answering is this request's problem, never an unhandled rejection.
       .catch((error: unknown) => {

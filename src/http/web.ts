@@ -3,7 +3,6 @@ import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
 import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
 import type { HttpReply, HttpRequest, HttpStream } from './request.ts';
-import { handle, notFound, problemReply } from './routes.ts';
 
 export interface WebHandlerOptions {
   /** The path Herald is mounted under, e.g. `/api/herald` for `app/api/herald/[...path]/route.ts`. */
@@ -67,12 +66,12 @@ async function respond(
     reply =
       (path === undefined
         ? undefined
-        : await handle(
-            herald,
+        : await herald.http.handle(
             new WebRequest(request, path, url.searchParams, clientAddress(herald, request, options)),
-          )) ?? notFound(path ?? url.pathname, request.headers.get(REQUEST_ID_HEADER) ?? undefined);
+          )) ??
+      herald.http.notFound(path ?? url.pathname, request.headers.get(REQUEST_ID_HEADER) ?? undefined);
   } catch (error) {
-    reply = problemReply(error, herald);
+    reply = herald.http.problemReply(error);
   }
   if (reply.kind === 'response') {
     const body = request.method === 'HEAD' ? null : reply.body;

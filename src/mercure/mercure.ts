@@ -2,14 +2,12 @@ import { createJwtVerifier, type JwtOptions, type JwtVerifier, type KeyUse } fro
 import type { Authenticator } from '../auth/token-authenticator.ts';
 import type { Hub } from '../core/hub.ts';
 import type { Limits } from '../http/limits.ts';
-import type { Route } from '../http/routes.ts';
+import type { RouteEntry } from '../http/route-table.ts';
 import { MercureAuth } from './auth.ts';
+import { MERCURE_PATH, SUBSCRIPTIONS_PATH } from './protocol.ts';
 import { publish } from './publish.ts';
 import { subscribe } from './subscribe.ts';
-import { ActiveSubscriptions, SUBSCRIPTIONS_PATH, subscriptionsApi } from './subscriptions.ts';
-
-/** Where the Mercure protocol lives, as its discovery mechanism names it. */
-export const MERCURE_PATH = '/.well-known/mercure';
+import { ActiveSubscriptions, subscriptionsApi } from './subscriptions.ts';
 
 /**
  * Mercure over the same hub, broker and auth (the draft the reference hub v0.24 implements). Each
@@ -46,9 +44,6 @@ export interface MercureDefaults {
   readonly limits?: Limits;
 }
 
-const HUB_ROUTE: Route = { GET: subscribe, POST: publish };
-const SUBSCRIPTIONS_ROUTE: Route = { GET: subscriptionsApi };
-
 export class Mercure {
   readonly auth: MercureAuth;
   /** Undefined unless active subscriptions are on. */
@@ -71,15 +66,25 @@ export class Mercure {
     this.subscriptions = options.subscriptions === true ? new ActiveSubscriptions(hub) : undefined;
   }
 
-  /** The Mercure route at `path`, if there is one. */
-  routeFor(path: string): Route | undefined {
-    if (path === MERCURE_PATH) return HUB_ROUTE;
-    if (
-      this.subscriptions !== undefined &&
-      (path === SUBSCRIPTIONS_PATH || path.startsWith(`${SUBSCRIPTIONS_PATH}/`))
-    ) {
-      return SUBSCRIPTIONS_ROUTE;
+  /** Mercure's routes, for the hub's route table. */
+  routes(): RouteEntry[] {
+    const { auth, subscriptions } = this;
+    const routes: RouteEntry[] = [
+      {
+        method: 'GET',
+        path: MERCURE_PATH,
+        handle: (context, request) => subscribe(auth, subscriptions, context, request),
+      },
+      { method: 'POST', path: MERCURE_PATH, handle: (context, request) => publish(auth, context, request) },
+    ];
+    if (subscriptions !== undefined) {
+      routes.push({
+        method: 'GET',
+        path: SUBSCRIPTIONS_PATH,
+        below: true,
+        handle: (_context, request) => subscriptionsApi(auth, subscriptions, request),
+      });
     }
-    return undefined;
+    return routes;
   }
 }

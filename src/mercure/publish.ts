@@ -1,10 +1,10 @@
 import { badRequest } from '../core/errors.ts';
 import type { PublishInput } from '../core/event.ts';
-import type { Herald } from '../herald.ts';
+import type { HttpContext } from '../http/context.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
+import { nonEmpty, requireMediaType } from '../http/request-checks.ts';
 import { refuseReservedTopic } from '../http/reserved-topics.ts';
-import { nonEmpty, requireMediaType } from '../http/routes.ts';
-import type { Mercure } from './mercure.ts';
+import type { MercureAuth } from './auth.ts';
 
 /** CR and LF in an SSE field would let a publisher inject fields; browsers drop an id with NUL. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
@@ -17,9 +17,13 @@ const FIELD_BREAKERS = /[\r\n\u0000]/;
  * like any chosen id so that subscribers resume from it. Mercure publishers may repeat an id (a
  * topic's revision): it then names the newest event that has it.
  */
-export async function publish(herald: Herald, request: HttpRequest): Promise<HttpReply> {
-  const { principal } = await (herald.mercure as Mercure).auth.authenticate(request, 'publish');
-  const form = await formBody(herald, request);
+export async function publish(
+  auth: MercureAuth,
+  context: HttpContext,
+  request: HttpRequest,
+): Promise<HttpReply> {
+  const { principal } = await auth.authenticate(request, 'publish');
+  const form = await formBody(request, context.settings.maxBodyBytes);
   const topics = form.getAll('topic');
   if (topics.length === 0) {
     throw badRequest('topic-required', 'topic is required: add topic=<IRI> to the form (repeatable)');
@@ -49,8 +53,8 @@ export async function publish(herald: Herald, request: HttpRequest): Promise<Htt
   if (retry !== undefined) input.retry = Number(retry);
   // Any value counts, even empty: the spec recommends `on`, as a checkbox sends it.
   if (form.has('private')) input.private = true;
-  herald.limits.admitPublish(principal, 1);
-  const [event] = await herald.hub.publish([input], principal, { reuseIds: true });
+  context.limits.admitPublish(principal, 1);
+  const [event] = await context.hub.publish([input], principal, { reuseIds: true });
   return {
     kind: 'response',
     status: 200,
@@ -59,9 +63,9 @@ export async function publish(herald: Herald, request: HttpRequest): Promise<Htt
   };
 }
 
-async function formBody(herald: Herald, request: HttpRequest): Promise<URLSearchParams> {
+async function formBody(request: HttpRequest, maxBodyBytes: number): Promise<URLSearchParams> {
   requireMediaType(request, 'application/x-www-form-urlencoded');
-  const bytes = await request.body(herald.maxBodyBytes);
+  const bytes = await request.body(maxBodyBytes);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

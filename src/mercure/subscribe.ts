@@ -1,14 +1,12 @@
 import { badRequest } from '../core/errors.ts';
 import { parseSelectors } from '../core/topics.ts';
-import type { Herald } from '../herald.ts';
+import type { HttpContext } from '../http/context.ts';
 import { headerBytes, headerText } from '../http/header-text.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
-import { checkSelectorLengths, nonEmpty, streamable } from '../http/routes.ts';
-import type { Mercure } from './mercure.ts';
-import type { Presence } from './subscriptions.ts';
-
-/** The reserved `Last-Event-ID`: everything the hub still has, and the answer when nothing precedes. */
-export const EARLIEST = 'earliest';
+import { checkSelectorLengths, nonEmpty, streamable } from '../http/request-checks.ts';
+import type { MercureAuth } from './auth.ts';
+import { EARLIEST } from './protocol.ts';
+import type { ActiveSubscriptions, Presence } from './subscriptions.ts';
 
 /** The reference hub's response headers, byte for byte (its `sendHeaders`). */
 const STREAM_HEADERS: Readonly<Record<string, string>> = {
@@ -25,9 +23,13 @@ const STREAM_HEADERS: Readonly<Record<string, string>> = {
  * header must say where the stream starts: the requested id when it is in the log, `earliest` when
  * what is sent has no predecessor (`earliest` asked, or an id the log does not hold).
  */
-export async function subscribe(herald: Herald, request: HttpRequest): Promise<HttpReply> {
-  const mercure = herald.mercure as Mercure;
-  const { principal, payload } = await mercure.auth.authenticate(request, 'subscribe');
+export async function subscribe(
+  auth: MercureAuth,
+  subscriptions: ActiveSubscriptions | undefined,
+  context: HttpContext,
+  request: HttpRequest,
+): Promise<HttpReply> {
+  const { principal, payload } = await auth.authenticate(request, 'subscribe');
   const topics = [...new Set(request.query.getAll('topic'))];
   if (topics.length === 0) {
     throw badRequest(
@@ -35,18 +37,18 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
       'topic is required: add ?topic=<topic, * or URI template> (repeatable), e.g. ?topic=https://example.com/books/{id}',
     );
   }
-  checkSelectorLengths(herald, topics);
-  const selectors = parseSelectors(topics, herald.maxTopicsPerSubscription);
+  checkSelectorLengths(topics, context.settings.maxSelectorLength);
+  const selectors = parseSelectors(topics, context.settings.maxTopicsPerSubscription);
   const requested =
     nonEmpty(headerText(request.header('last-event-id'))) ?? nonEmpty(request.query.get('lastEventID'));
-  await streamable(herald);
+  await streamable(context.hub, context.log);
 
   // undefined: live only; null: from the oldest event retained.
   let replayAfter: string | null | undefined;
   let headers = STREAM_HEADERS;
   if (requested !== undefined) {
     const location =
-      requested === EARLIEST ? undefined : await herald.broker.locate(requested, principal.tenant);
+      requested === EARLIEST ? undefined : await context.log.locate(requested, principal.tenant);
     // An id the log no longer (or never) held gets what is retained: after a restart of a memory
     // hub, that is everything published since, which a live-only answer would lose.
     replayAfter = location?.kind === 'found' ? location.pos : null;
@@ -56,7 +58,7 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
     };
   }
 
-  const release = herald.limits.openStream(request.remoteAddress ?? '', principal.subject, principal.tenant);
+  const release = context.limits.openStream(request.remoteAddress ?? '', principal.subject, principal.tenant);
   let presence: Presence | undefined;
   const onClose = () => {
     release();
@@ -78,9 +80,9 @@ export async function subscribe(herald: Herald, request: HttpRequest): Promise<H
     kind: 'stream',
     headers,
     open(sink) {
-      presence = mercure.subscriptions?.join(principal.tenant, topics, payload);
+      presence = subscriptions?.join(principal.tenant, topics, payload);
       try {
-        return herald.hub.subscribe(subscription, sink);
+        return context.hub.subscribe(subscription, sink);
       } catch (error) {
         onClose();
         throw error;

@@ -4,10 +4,9 @@ import type { HeraldEvent } from '../core/event.ts';
 import type { Hub } from '../core/hub.ts';
 import { OPEN_PRINCIPAL } from '../core/principal.ts';
 import { anyMatch } from '../core/topics.ts';
-import type { Herald } from '../herald.ts';
 import type { HttpReply, HttpRequest } from '../http/request.ts';
-import type { Mercure } from './mercure.ts';
-import { EARLIEST } from './subscribe.ts';
+import type { MercureAuth } from './auth.ts';
+import { EARLIEST, SUBSCRIPTIONS_PATH } from './protocol.ts';
 
 /**
  * Mercure's active subscriptions (spec §Active Subscriptions): a private update on
@@ -18,7 +17,6 @@ import { EARLIEST } from './subscribe.ts';
  * each node folds them into its registry, from the retained history when it starts and then as
  * its feed dispatches them, and the API answers from that.
  */
-export const SUBSCRIPTIONS_PATH = '/.well-known/mercure/subscriptions';
 const CONTEXT = 'https://mercure.rocks/';
 const HISTORY_PAGE = 500;
 
@@ -168,10 +166,12 @@ export class ActiveSubscriptions {
  * event id as `lastEventID` and ETag, so a client can subscribe from exactly there. The caller's
  * `mercure.subscribe` selectors must match the requested URL.
  */
-export async function subscriptionsApi(herald: Herald, request: HttpRequest): Promise<HttpReply> {
-  const mercure = herald.mercure as Mercure;
-  const registry = mercure.subscriptions as ActiveSubscriptions;
-  const { principal } = await mercure.auth.authenticate(request, 'subscribe');
+export async function subscriptionsApi(
+  auth: MercureAuth,
+  registry: ActiveSubscriptions,
+  request: HttpRequest,
+): Promise<HttpReply> {
+  const { principal } = await auth.authenticate(request, 'subscribe');
   const query = request.query.toString();
   const url = query === '' ? request.path : `${request.path}?${query}`;
   if (principal === ANONYMOUS) {

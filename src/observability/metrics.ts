@@ -1,8 +1,8 @@
 import { createRequire } from 'node:module';
 import type { Metric, Registry } from 'prom-client';
-import type { HubStats } from '../core/hub.ts';
+import type { Hub, HubStats } from '../core/hub.ts';
 import type { LatencyHistogram } from '../core/latency.ts';
-import type { Herald } from '../herald.ts';
+import type { AuthFailures } from '../http/auth-failures.ts';
 
 /**
  * `/metrics`: the hub's figures in the Prometheus text format, on a registry of this Herald's
@@ -42,14 +42,22 @@ export interface MetricsOptions {
   readonly labels?: Record<string, string>;
 }
 
+/** What the metrics read when scraped: a Herald has all of it. */
+export interface MetricsSource {
+  readonly hub: Hub;
+  readonly nodeId: string;
+  /** The HTTP API, for the requests it refused. */
+  readonly http: { readonly authFailures: AuthFailures };
+}
+
 export class HeraldMetrics {
   readonly registry: Registry;
-  private readonly herald: Herald;
+  private readonly herald: MetricsSource;
   private readonly tenantLabels: number;
   /** The figures of the scrape under way, shared by all its metrics: the broker is asked once. */
   private pending: Promise<HubStats> | undefined;
 
-  constructor(herald: Herald, options: MetricsOptions = {}) {
+  constructor(herald: MetricsSource, options: MetricsOptions = {}) {
     this.herald = herald;
     this.registry = new (loadPromClient().Registry)();
     this.tenantLabels = options.tenantLabels ?? DEFAULT_TENANT_LABELS;
@@ -176,7 +184,7 @@ export class HeraldMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [reason, count] of metrics.herald.authFailures) this.inc({ reason }, count);
+        for (const [reason, count] of metrics.herald.http.authFailures.entries()) this.inc({ reason }, count);
       },
     });
     gauge(
@@ -247,10 +255,10 @@ function histogram(name: string, help: string, source: LatencyHistogram): Metric
   return view as unknown as Metric;
 }
 
-const cache = new WeakMap<Herald, HeraldMetrics>();
+const cache = new WeakMap<MetricsSource, HeraldMetrics>();
 
 /** The metrics of a Herald, made on first use with its `metrics` options. */
-export function metricsOf(herald: Herald, options?: MetricsOptions): HeraldMetrics {
+export function metricsOf(herald: MetricsSource, options?: MetricsOptions): HeraldMetrics {
   let metrics = cache.get(herald);
   if (metrics === undefined) {
     metrics = new HeraldMetrics(herald, options);

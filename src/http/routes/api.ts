@@ -1,0 +1,17 @@
+import type { RouteEntry } from '../route-table.ts';
+import { poll, subscribe } from './events.ts';
+import { health, readiness } from './health.ts';
+import { publish } from './publish.ts';
+import { stats } from './stats.ts';
+import { changeSubscriptions } from './subscriptions.ts';
+
+/** The HTTP API v1 and the health checks: the routes the router starts with. */
+export const API_ROUTES: readonly RouteEntry[] = [
+  { method: 'GET', path: '/v1/events', handle: subscribe, head: false },
+  { method: 'GET', path: '/v1/events/poll', handle: poll },
+  { method: 'POST', path: '/v1/subscriptions', handle: changeSubscriptions },
+  { method: 'POST', path: '/v1/publish', handle: publish },
+  { method: 'GET', path: '/v1/stats', handle: stats },
+  { method: 'GET', path: '/healthz', handle: health },
+  { method: 'GET', path: '/readyz', handle: readiness },
+];

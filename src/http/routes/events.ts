@@ -1,0 +1,141 @@
+import { badRequest, HeraldError } from '../../core/errors.ts';
+import { hasControlCharacter } from '../../core/event.ts';
+import { EventFilter } from '../../core/filters.ts';
+import type { Principal } from '../../core/principal.ts';
+import { parseSelectors } from '../../core/topics.ts';
+import type { HttpContext } from '../context.ts';
+import { headerText } from '../header-text.ts';
+import { json, SSE_HEADERS } from '../replies.ts';
+import type { HttpReply, HttpRequest } from '../request.ts';
+import { checkSelectorLengths, nonEmpty, streamable } from '../request-checks.ts';
+
+/** `GET /v1/events`: an event stream; `GET /v1/events/poll`: the same subscription as JSON batches. */
+
+export async function subscribe(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
+  const principal = await context.authenticate(request, 'subscribe');
+  const subscription = await subscriptionOf(context, request, principal);
+  const release = context.limits.openStream(
+    request.remoteAddress ?? '',
+    principal.subject,
+    subscription.tenant,
+  );
+  const withRelease = { ...subscription, onClose: release, requestId: request.requestId };
+  return {
+    kind: 'stream',
+    headers: SSE_HEADERS,
+    open(sink) {
+      try {
+        return context.hub.subscribe(withRelease, sink);
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    discard: release,
+  };
+}
+
+/** `GET /v1/events/poll`: the same subscription as a stream, answered as a JSON batch. */
+export async function poll(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
+  const principal = await context.authenticate(request, 'subscribe');
+  const subscription = await subscriptionOf(context, request, principal, request.query.get('after'));
+  const wait = numberParameter(
+    request.query.get('wait'),
+    'wait',
+    0,
+    MAX_POLL_WAIT_SEC,
+    DEFAULT_POLL_WAIT_SEC,
+  );
+  const limit = numberParameter(request.query.get('limit'), 'limit', 1, MAX_POLL_LIMIT, DEFAULT_POLL_LIMIT);
+  return json(200, await context.hub.poll(subscription, wait * 1000, limit, request.signal));
+}
+
+const DEFAULT_POLL_WAIT_SEC = 25;
+const MAX_POLL_WAIT_SEC = 60;
+const DEFAULT_POLL_LIMIT = 100;
+const MAX_POLL_LIMIT = 1000;
+
+function numberParameter(
+  value: string | null,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  if (value === null || value === '') return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < min || number > max) {
+    throw badRequest(`invalid-${name}`, `${name} must be a whole number from ${min} to ${max}`);
+  }
+  return number;
+}
+
+/**
+ * What a stream (or a poll) asks for: topics, filters, where to resume. The header wins over the
+ * query for the resume point: EventSource sets it on reconnect, while the query holds what the
+ * page had at load.
+ */
+async function subscriptionOf(
+  context: HttpContext,
+  request: HttpRequest,
+  principal: Principal,
+  after?: string | null,
+) {
+  const { query } = request;
+  const { maxSelectorLength, maxTopicsPerSubscription } = context.settings;
+  const topics = [...new Set(query.getAll('topic'))];
+  if (topics.length === 0) {
+    throw badRequest(
+      'topic-required',
+      'topic is required: add ?topic=<topic or URI template> (repeatable), e.g. ?topic=dealers/{dealerId}/scores',
+    );
+  }
+  checkSelectorLengths(topics, maxSelectorLength);
+  const selectors = parseSelectors(topics, maxTopicsPerSubscription);
+  const types = query.getAll('type');
+  for (const type of types) {
+    if (type.length === 0 || type.length > 128 || hasControlCharacter(type)) {
+      throw badRequest(
+        'invalid-type',
+        `type filter ${JSON.stringify(type)} must be 1–128 characters, no control characters`,
+      );
+    }
+  }
+  const tags = new Map<string, string[]>();
+  for (const [name, value] of query) {
+    if (!name.startsWith('tag.')) continue;
+    const tag = name.slice(4);
+    if (tag.length === 0) throw badRequest('invalid-tag', 'a tag filter needs a name: tag.<name>=<value>');
+    tags.set(tag, [...(tags.get(tag) ?? []), value]);
+  }
+  const lastEventId =
+    nonEmpty(after) ??
+    nonEmpty(headerText(request.header('last-event-id'))) ??
+    nonEmpty(query.get('lastEventId')) ??
+    nonEmpty(query.get('lastEventID'));
+  const tenant = watchedTenant(principal, query.get('tenant'));
+  await streamable(context.hub, context.log);
+  return {
+    tenant,
+    selectors,
+    filter: EventFilter.of(types, tags),
+    grants: principal.subscribe,
+    permissions: principal.permissions,
+    subject: principal.subject,
+    expiresAt: principal.expiresAt,
+    lastEventId,
+  };
+}
+
+/** A stream watches its credential's tenant; only an admin may name another, or `*` for all. */
+function watchedTenant(principal: Principal, requested: string | null): string {
+  if (requested === null || requested === principal.tenant) return principal.tenant;
+  if (!principal.admin) {
+    throw new HeraldError(
+      403,
+      'tenant-forbidden',
+      `this credential belongs to tenant "${principal.tenant}"; only admin credentials may watch tenant "${requested}"`,
+    );
+  }
+  return requested;
+}
