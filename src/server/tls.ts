@@ -47,9 +47,8 @@ export function loadTls(settings: TlsSettings): TlsPem | undefined {
   try {
     privateKey = createPrivateKey(key);
   } catch (error) {
-    const code = (error as { code?: string }).code;
     throw new Error(
-      code === 'ERR_MISSING_PASSPHRASE'
+      isEncrypted(key, error)
         ? `${KEY}: the private key is encrypted; give it unencrypted (openssl pkey -in key.pem -out key-plain.pem)`
         : `${KEY}: not a PEM private key (-----BEGIN PRIVATE KEY-----): ${reason(error)}`,
     );
@@ -95,3 +94,14 @@ function readPem(value: string, setting: string): string {
 }
 
 const reason = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/**
+ * Whether a key failed to load because it is encrypted. The PEM says so itself (PKCS#8's
+ * `ENCRYPTED PRIVATE KEY`, or the traditional `Proc-Type: 4,ENCRYPTED`); OpenSSL 3 reports it as
+ * `ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED` rather than `ERR_MISSING_PASSPHRASE`, so the
+ * error code alone does not tell.
+ */
+function isEncrypted(key: string, error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === 'ERR_MISSING_PASSPHRASE' || /ENCRYPTED/.test(key);
+}
