@@ -11,9 +11,9 @@
  * where jose does not, and before their values, as Herald always has.
  */
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload } from 'jose';
-import { HeraldError } from '../core/errors.ts';
+import { HeraldError, type ProblemCodeOf } from '../core/errors.ts';
 
-export const unauthorized = (code: string, detail: string) =>
+export const unauthorized = (code: ProblemCodeOf<401>, detail: string) =>
   new HeraldError(401, code, detail, { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
 
 const malformed = (why: string) =>

@@ -17,7 +17,8 @@ export function captures(spec: BridgeSpec, channel: string): string[] | undefine
 }
 
 /**
- * Turns one message of the source into the input of `herald.publish`. `data` is the body parsed
+ * Turns one message of the source into the input of `herald.publish`: the fields of the `bridge`
+ * column of `EVENT_FIELDS` (core/protocol/fields.ts). `data` is the body parsed
  * as JSON when it parses, else the body as text. Throws an Error saying why when the mapping
  * cannot be applied: a field it names is missing, empty or not a string or number, or the body
  * is not a JSON object although the mapping reads fields of it.

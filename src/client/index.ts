@@ -4,16 +4,25 @@
  * and page reloads, de-duplicates, watches the heartbeat, falls back to long polling behind a
  * buffering proxy.
  */
+
+export type {
+  ConnectedPayload,
+  GapPayload,
+  ReauthPayload,
+  ResumeGapReason,
+  SystemEventPayloads,
+  SystemEventType,
+} from '../core/protocol/system-events.ts';
+export type {
+  ClientOptions,
+  ClientStatus,
+  GapInfo,
+  HeraldClient,
+  HeraldMessage,
+  StatusChange,
+} from './api.ts';
 export { backoffDelay, retryAfterMs } from './backoff.ts';
-export {
-  type ClientOptions,
-  type ClientStatus,
-  createClient,
-  type GapInfo,
-  type HeraldClient,
-  type HeraldMessage,
-  type StatusChange,
-} from './client.ts';
+export { createClient } from './client.ts';
 export { classify, type ErrorClass, HeraldClientError } from './errors.ts';
 export { createParser, type SseEvent, type SseParser } from './sse-parser.ts';
 export { defaultStore, type LastEventIdStore, memoryStore } from './store.ts';

@@ -16,7 +16,7 @@ import {
   useState,
   useSyncExternalStore,
 } from 'react';
-import type { ClientOptions, HeraldClient, HeraldMessage, StatusChange } from './client.ts';
+import type { ClientOptions, HeraldClient, HeraldMessage, StatusChange } from './api.ts';
 import { type SharedClient, shareClient } from './shared.ts';
 
 export type { SharedClient } from './shared.ts';

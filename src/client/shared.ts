@@ -1,11 +1,5 @@
-import {
-  type ClientOptions,
-  createClient,
-  type GapInfo,
-  type HeraldClient,
-  type HeraldMessage,
-  type StatusChange,
-} from './client.ts';
+import type { ClientOptions, GapInfo, HeraldClient, HeraldMessage, StatusChange } from './api.ts';
+import { createClient } from './client.ts';
 
 /**
  * What `<HeraldProvider>` holds: one client for a component tree, and the latest values the

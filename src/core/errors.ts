@@ -2,7 +2,22 @@
  * Every failure Herald reports to a caller is a `HeraldError`: an HTTP status, a stable machine
  * code and a `detail` written for the person who has to fix the request. The HTTP layer renders
  * it as RFC 9457 problem+json; in-process callers get it thrown.
+ *
+ * The hub's codes and the statuses they go with are listed once, in `protocol/problems.ts`: a
+ * code written here that is not listed there, or given with a status the list does not pair it
+ * with, does not compile. Apps render their own problems with this class too (see examples/), with
+ * codes of their own: a code typed `string`, not a literal, is taken as theirs, with any status.
  */
+
+import type { PROBLEMS, ProblemCode, ProblemStatus } from './protocol/problems.ts';
+
+export type { ProblemCode, ProblemStatus } from './protocol/problems.ts';
+
+/** The codes listed with `status`: `badRequest` takes only 400s. */
+export type ProblemCodeOf<S extends number> = Extract<
+  (typeof PROBLEMS)[number],
+  { readonly status: S }
+>['code'];
 
 /** The reason phrases RFC 9457 asks to use as `title` when `type` is `about:blank`. */
 const TITLES: Readonly<Record<number, string>> = {
@@ -28,10 +43,20 @@ export interface ProblemDetails {
   [extension: string]: unknown;
 }
 
-export class HeraldError extends Error {
+/**
+ * The statuses a code may be given with: those PROBLEMS lists for a hub's code, any for an app's
+ * (typed `string`); none (`never`, so the call does not compile) for a literal PROBLEMS lacks.
+ */
+type StatusOf<C extends string> = string extends C
+  ? number
+  : [C] extends [ProblemCode]
+    ? ProblemStatus<C & ProblemCode>
+    : never;
+
+export class HeraldError<C extends string = ProblemCode> extends Error {
   readonly status: number;
   /** Stable, machine-readable reason, e.g. `topic-required`. */
-  readonly code: string;
+  readonly code: C;
   readonly detail: string;
   /** Response headers that belong to this error, e.g. `Allow` for a 405. */
   readonly headers: Readonly<Record<string, string>>;
@@ -39,8 +64,8 @@ export class HeraldError extends Error {
   readonly extensions: Readonly<Record<string, unknown>>;
 
   constructor(
-    status: number,
-    code: string,
+    status: StatusOf<C>,
+    code: C,
     detail: string,
     options: { headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
   ) {
@@ -65,7 +90,7 @@ export class HeraldError extends Error {
   }
 }
 
-export const badRequest = (code: string, detail: string, extensions?: Record<string, unknown>) =>
+export const badRequest = (code: ProblemCodeOf<400>, detail: string, extensions?: Record<string, unknown>) =>
   new HeraldError(400, code, detail, extensions ? { extensions } : {});
 
 /** Formats a byte count the way the limits are configured: `2.3 MiB`, `512 KiB`, `80 B`. */

@@ -1,93 +1,35 @@
-import { badRequest, formatBytes, HeraldError } from './errors.ts';
-
-export type Priority = 'normal' | 'high';
+import { badRequest, formatBytes, HeraldError, type ProblemCodeOf } from './errors.ts';
+import { EVENT_FIELDS, type EventDraft } from './protocol/fields.ts';
 
 /**
- * An event the hub has accepted and validated, before a broker gives it a place in the log.
- * `data` is already text: a JSON publish is serialized once, here, and never again.
+ * A publish, checked field by field. The fields, their names and limits are in
+ * `protocol/fields.ts`; the order of the checks here is the order in which a publish with several
+ * mistakes learns of them.
  */
-export interface EventDraft {
-  /** `topics[0]` is canonical; the others are alternates (a match on any of them delivers). */
-  readonly topics: readonly string[];
-  /** The SSE `event:` field; absent means the default `message`. */
-  readonly type?: string;
-  readonly data: string;
-  readonly tenant: string;
-  /** Only subscribers whose grants match one of the topics may see it. */
-  readonly private?: boolean;
-  readonly tags?: Readonly<Record<string, string>>;
-  /** Latest-value slot: a newer event with the same key replaces this one while it is still queued. */
-  readonly key?: string;
-  readonly priority: Priority;
-  /** Reconnection time hint (ms) sent with the event as the SSE `retry:` field. */
-  readonly retry?: number;
-  /** A publisher-chosen id; the broker maps it to the event's position in the log. */
-  readonly id?: string;
-  /**
-   * The chosen id may already name an event in the history: it then names this newer one, and a
-   * resume from it continues after this event (Mercure lets publishers repeat ids). Otherwise a
-   * repeated id is refused.
-   */
-  readonly reuseId?: boolean;
-  /** Fields of `data` (JSON Pointers) → the permission a subscriber needs to see them. */
-  readonly redact?: Readonly<Record<string, string>>;
-  /** Acceptance time, ms since the Unix epoch. */
-  readonly time: number;
-}
 
-/** An event with its place in a log. */
-export interface HeraldEvent extends EventDraft {
-  /** What clients see and send back as `Last-Event-ID`. */
-  readonly id: string;
-  /** The broker's position of the event in its log; equal to `id` unless the publisher chose the id. */
-  readonly pos: string;
-  /** The encoded SSE frame, filled on first delivery and shared by every recipient and replay. */
-  frame?: Uint8Array;
-  /** With `redact`: the frame per visibility (a bit per permission held), each encoded once. */
-  variants?: Map<number, Uint8Array>;
-}
-
-/** What a caller passes to `publish`: the JSON body of `POST /v1/publish`, or its in-process twin. */
-export interface PublishInput {
-  topic: string | readonly string[];
-  data?: unknown;
-  type?: string;
-  id?: string;
-  tags?: Readonly<Record<string, string>>;
-  private?: boolean;
-  key?: string;
-  priority?: Priority;
-  retry?: number;
-  tenant?: string;
-  redact?: Readonly<Record<string, string>>;
-}
+export type {
+  EventDraft,
+  HeraldEvent,
+  Priority,
+  PublishInput,
+} from './protocol/fields.ts';
 
 export interface EventLimits {
   /** Largest `data` after serialization, in UTF-8 bytes. */
   readonly maxDataBytes: number;
 }
 
-export const MAX_TOPIC_LENGTH = 1024;
-const MAX_ID_LENGTH = 256;
-const MAX_TYPE_LENGTH = 128;
-const MAX_KEY_LENGTH = 256;
-const MAX_TAGS = 32;
-const MAX_TAG_LENGTH = 256;
-const MAX_TOPICS_PER_EVENT = 32;
+export const MAX_TOPIC_LENGTH = EVENT_FIELDS.topics.maxLength;
+const MAX_TOPICS_PER_EVENT = EVENT_FIELDS.topics.maxEntries;
+const MAX_TAGS = EVENT_FIELDS.tags.maxEntries;
+const MAX_TAG_LENGTH = EVENT_FIELDS.tags.maxLength;
+const MAX_REDACTIONS = EVENT_FIELDS.redact.maxEntries;
 
-const KNOWN_FIELDS = new Set([
-  'topic',
-  'data',
-  'type',
-  'id',
-  'tags',
-  'private',
-  'key',
-  'priority',
-  'retry',
-  'tenant',
-  'redact',
-]);
+/** What a publish may name, in the order the `unknown-field` refusal lists them. */
+const KNOWN_FIELDS: ReadonlySet<string> = new Set(
+  Object.values(EVENT_FIELDS).flatMap((field) => ('input' in field ? [field.input] : [])),
+);
+
 // A CR or LF in a field that becomes an SSE line would let a publisher inject fields; NUL makes
 // browsers ignore an id (WHATWG HTML §9.2.6). Other C0 controls have no business there either.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
@@ -126,14 +68,14 @@ export function validateEvent(
   }
 
   const topics = validateTopics(fields.topic, where);
-  const type = optionalText(fields.type, 'type', MAX_TYPE_LENGTH, where);
+  const type = optionalText(fields.type, 'type', where);
   if (type?.startsWith('herald.')) {
     throw badRequest(
       'reserved-type',
       `${where}type "${type}" starts with "herald.", which is reserved for Herald's own events`,
     );
   }
-  const id = optionalText(fields.id, 'id', MAX_ID_LENGTH, where);
+  const id = optionalText(fields.id, 'id', where);
   // Every broker's positions are digits or digits-digits (memory `<epoch ms>-<seq>`, Redis
   // `<ms>-<seq>`, NATS `<seq>`). A chosen id of that shape would be ambiguous in `locate`, and on
   // the memory broker a later position could repeat it (a resume from it would re-send events).
@@ -143,10 +85,9 @@ export function validateEvent(
       `${where}id "${id}" looks like a log position (digits, or digits-digits), which every broker uses for its own ids; choose another, e.g. a URN`,
     );
   }
-  const key = optionalText(fields.key, 'key', MAX_KEY_LENGTH, where);
+  const key = optionalText(fields.key, 'key', where);
   // Whether the caller may choose another tenant than its own is the hub's decision, not ours.
-  const chosenTenant =
-    fields.tenant === '' ? '' : optionalText(fields.tenant, 'tenant', MAX_KEY_LENGTH, where);
+  const chosenTenant = fields.tenant === '' ? '' : optionalText(fields.tenant, 'tenant', where);
   const data = serializeData(fields.data, limits, where);
 
   const draft: {
@@ -224,7 +165,7 @@ export function checkTopic(topic: unknown, where = ''): asserts topic is string 
  * A lone surrogate has no UTF-8 form: on the wire it becomes U+FFFD, so a client would send back
  * another id than the one that was stored, and could never resume from it.
  */
-function checkWellFormed(text: string, what: string, code: string, where: string): void {
+function checkWellFormed(text: string, what: string, code: ProblemCodeOf<400>, where: string): void {
   if (!text.isWellFormed()) {
     throw badRequest(
       code,
@@ -233,24 +174,25 @@ function checkWellFormed(text: string, what: string, code: string, where: string
   }
 }
 
-function optionalText(value: unknown, field: string, max: number, where: string): string | undefined {
+/** The publish fields that are one line of text. */
+type TextField = 'type' | 'id' | 'key' | 'tenant';
+
+function optionalText(value: unknown, field: TextField, where: string): string | undefined {
   if (value === undefined) return undefined;
+  const { invalid, maxLength: max } = EVENT_FIELDS[field];
   if (typeof value !== 'string' || value.length === 0) {
-    throw badRequest(`invalid-${field}`, `${where}"${field}" must be a non-empty string`);
+    throw badRequest(invalid, `${where}"${field}" must be a non-empty string`);
   }
   if (value.length > max) {
-    throw badRequest(
-      `invalid-${field}`,
-      `${where}"${field}" is ${value.length} characters long; the limit is ${max}`,
-    );
+    throw badRequest(invalid, `${where}"${field}" is ${value.length} characters long; the limit is ${max}`);
   }
   if (CONTROL.test(value)) {
     throw badRequest(
-      `invalid-${field}`,
+      invalid,
       `${where}"${field}" contains a control character (CR, LF, NUL…); it would break the SSE framing`,
     );
   }
-  checkWellFormed(value, `"${field}"`, `invalid-${field}`, where);
+  checkWellFormed(value, `"${field}"`, invalid, where);
   return value;
 }
 
@@ -281,7 +223,6 @@ function validateTags(value: unknown, where: string): Record<string, string> {
   return tags;
 }
 
-const MAX_REDACTIONS = 32;
 const POINTER = /^(\/([^~]|~[01])*)+$/;
 
 /** `{"/customer/email": "pii:read"}`: which fields of `data` need which permission. */

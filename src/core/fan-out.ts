@@ -2,6 +2,7 @@ import type { HeraldEvent } from './event.ts';
 import { type Flusher, schedule } from './flush.ts';
 import type { EndStream, HubState } from './hub-state.ts';
 import { ALL_TENANTS } from './principal.ts';
+import { GAP_EVENT, type GapPayload } from './protocol/system-events.ts';
 import { frameFor } from './redaction.ts';
 import { encodeSystemEvent } from './sse.ts';
 import type { Subscriber } from './subscriber.ts';
@@ -64,8 +65,8 @@ export class FanOut {
       const writable = subscriber.state === 'live' && !subscriber.blocked && subscriber.queuedEvents === 0;
       // A Mercure stream knows no gap: its resume from an old id answers `earliest` instead.
       if (subscriber.systemEvents && writable) {
-        const gap = { lastEventId: subscriber.lastSentId ?? null, reason: 'reset' };
-        subscriber.write([encodeSystemEvent('herald.gap', gap, from)], now);
+        const gap: GapPayload = { lastEventId: subscriber.lastSentId ?? null, reason: 'reset' };
+        subscriber.write([encodeSystemEvent(GAP_EVENT, gap, from)], now);
         state.counters.gaps++;
       } else this.end(subscriber, 'reset');
     }

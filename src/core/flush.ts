@@ -1,5 +1,6 @@
 import type { HubCounters } from './hub-state.ts';
 import { LatencyHistogram } from './latency.ts';
+import { GAP_EVENT, type GapPayload } from './protocol/system-events.ts';
 import { encodeSystemEvent } from './sse.ts';
 import type { Subscriber } from './subscriber.ts';
 
@@ -82,11 +83,11 @@ export class Flusher {
     if (subscriber.dropped > 0 && !subscriber.systemEvents) subscriber.dropped = 0;
     if (subscriber.dropped > 0) {
       out.push(
-        encodeSystemEvent('herald.gap', {
+        encodeSystemEvent(GAP_EVENT, {
           lastEventId: subscriber.lastSentId ?? null,
           reason: 'overflow',
           dropped: subscriber.dropped,
-        }),
+        } satisfies GapPayload),
       );
       this.counters.gaps++;
       subscriber.dropped = 0;

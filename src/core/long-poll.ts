@@ -1,21 +1,12 @@
 import type { HeraldEvent } from './event.ts';
 import { type HubState, shuttingDown } from './hub-state.ts';
 import { logPages, wantsFromLog } from './log-reader.ts';
+import type { PollResult } from './protocol/poll.ts';
 import { visibleData } from './redaction.ts';
 import { type GapReason, locateResume } from './resume.ts';
 import { type Sink, Subscriber, type SubscriberOwner, type Subscription } from './subscriber.ts';
 
-export interface PollResult {
-  readonly events: readonly {
-    readonly id: string;
-    readonly type: string;
-    readonly data: string;
-    readonly retry?: number;
-  }[];
-  /** Where the next poll continues: the last event's id, or how far the log was examined. */
-  readonly lastEventId: string;
-  readonly gap?: GapReason;
-}
+export type { PollResult } from './protocol/poll.ts';
 
 /** A poll's waiter never blocks its sink nor is closed by a transport: nothing to hand back. */
 const NO_OWNER: SubscriberOwner = { drained() {}, detach() {} };

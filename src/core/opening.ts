@@ -1,6 +1,7 @@
 import type { Flusher } from './flush.ts';
 import type { HubState } from './hub-state.ts';
 import { logPages, wantsFromLog } from './log-reader.ts';
+import { CONNECTED_EVENT, type ConnectedPayload, GAP_EVENT } from './protocol/system-events.ts';
 import { frameFor } from './redaction.ts';
 import { type GapReason, locateResume } from './resume.ts';
 import { encodeRetry, encodeSystemEvent, joinFrames, OPENING_COMMENT } from './sse.ts';
@@ -61,13 +62,17 @@ export async function openStream(
     first = [
       encodeRetry(state.options.retryMs),
       encodeSystemEvent(
-        'herald.connected',
-        { connectionId: subscriber.id, lastEventId: resumeId, secret: subscriber.secret },
+        CONNECTED_EVENT,
+        {
+          connectionId: subscriber.id,
+          lastEventId: resumeId,
+          secret: subscriber.secret,
+        } satisfies ConnectedPayload,
         resumeId,
       ),
     ];
     if (gap !== undefined) {
-      first.push(encodeSystemEvent('herald.gap', { lastEventId, reason: gap }));
+      first.push(encodeSystemEvent(GAP_EVENT, { lastEventId, reason: gap }));
       state.counters.gaps++;
     }
   } else first = [OPENING_COMMENT];

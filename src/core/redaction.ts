@@ -25,15 +25,7 @@ export function frameFor(event: HeraldEvent, permissions: ReadonlySet<string>): 
       .filter(([, permission]) => (mask & (1 << needed.indexOf(permission))) === 0)
       .map(([pointer]) => pointer);
     event.frame ??= encodeFrame(event);
-    frame =
-      hidden.length === 0
-        ? event.frame
-        : encodeFrame({
-            id: event.id,
-            type: event.type,
-            retry: event.retry,
-            data: removeFields(event.data, hidden),
-          });
+    frame = hidden.length === 0 ? event.frame : encodeFrame(event, removeFields(event.data, hidden));
     event.variants.set(mask, frame);
   }
   return frame;

@@ -3,6 +3,7 @@
  *
  * Frames are built as text once and encoded to UTF-8 once; the same bytes then go to every
  * recipient. Field values here are already validated: ids and types carry no CR, LF or NUL.
+ * Which fields of an event go on the frame is in `protocol/fields.ts` (its `sse` column).
  */
 
 const encoder = new TextEncoder();
@@ -18,20 +19,23 @@ export interface FrameFields {
   readonly retry?: number;
 }
 
-/** `id:` (when given), `event:` when typed, `retry:` when set, one `data:` line per line of data. */
-export function frameText(fields: FrameFields): string {
+/**
+ * `id:` (when given), `event:` when typed, `retry:` when set, one `data:` line per line of data:
+ * `data`, which is the fields' own unless part of it is hidden from the recipient.
+ */
+export function frameText(fields: FrameFields, data: string = fields.data): string {
   let text = '';
   if (fields.id !== undefined) text += `id: ${fields.id}\n`;
   if (fields.type !== undefined) text += `event: ${fields.type}\n`;
   if (fields.retry !== undefined) text += `retry: ${fields.retry}\n`;
-  const data = fields.data;
   // Most payloads are a single line of JSON: skip the split.
   if (data.indexOf('\n') === -1 && data.indexOf('\r') === -1) return `${text}data: ${data}\n\n`;
   for (const line of data.split(LINE_BREAK)) text += `data: ${line}\n`;
   return `${text}\n`;
 }
 
-export const encodeFrame = (fields: FrameFields): Uint8Array => encoder.encode(frameText(fields));
+export const encodeFrame = (fields: FrameFields, data: string = fields.data): Uint8Array =>
+  encoder.encode(frameText(fields, data));
 
 /** A `retry:` field on its own: sets the client's reconnection delay without dispatching anything. */
 export const encodeRetry = (ms: number): Uint8Array =>

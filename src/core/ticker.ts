@@ -1,4 +1,5 @@
 import type { EndStream, HubState } from './hub-state.ts';
+import { REAUTH_EVENT, type ReauthPayload } from './protocol/system-events.ts';
 import { encodeSystemEvent, HEARTBEAT } from './sse.ts';
 
 const HEARTBEAT_CHUNKS: readonly Uint8Array[] = [HEARTBEAT];
@@ -45,7 +46,11 @@ export class Ticker {
         // The client fetches a fresh token now and reconnects with it; the end follows at expiry.
         subscriber.warnedOfExpiry = true;
         subscriber.write(
-          [encodeSystemEvent('herald.reauth', { expiresAt: new Date(expiresAt).toISOString() })],
+          [
+            encodeSystemEvent(REAUTH_EVENT, {
+              expiresAt: new Date(expiresAt).toISOString(),
+            } satisfies ReauthPayload),
+          ],
           now,
         );
       } else if (!subscriber.blocked && now - subscriber.lastWriteAt >= heartbeatMs) {

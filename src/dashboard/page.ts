@@ -1,4 +1,5 @@
 import { createClient, type HeraldClient, type HeraldMessage } from '../client/index.ts';
+import { STATS_EVENT, STATS_TOPIC } from '../core/protocol/system-events.ts';
 import type { DashboardStats } from './stats-feed.ts';
 
 /**
@@ -7,9 +8,6 @@ import type { DashboardStats } from './stats-feed.ts';
  * the tail's selector). Nothing is polled. Bundled by scripts/build-dashboard.mjs.
  */
 
-// Must match stats-feed.ts; not imported as values, so the bundle carries none of the server code.
-const STATS_TOPIC = 'herald/stats';
-const STATS_TYPE = 'herald.stats';
 const TOKEN_KEY = 'herald-dashboard-token';
 const CHART_POINTS = 60;
 const TAIL_ROWS = 100;
@@ -47,7 +45,7 @@ function connect(): void {
     store: null,
   });
   next.onStatus(({ status, reason }) => showStatus(status, reason));
-  next.on(STATS_TYPE, (message) => showStats(message.data as DashboardStats));
+  next.on(STATS_EVENT, (message) => showStats(message.data as DashboardStats));
   next.on('*', addToTail);
   client = next;
 }

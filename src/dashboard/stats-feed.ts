@@ -1,18 +1,17 @@
 import type { Hub } from '../core/hub.ts';
 import { healthOf, type Log } from '../core/log.ts';
 import { ALL_TENANTS } from '../core/principal.ts';
+import { STATS_EVENT, STATS_TOPIC } from '../core/protocol/system-events.ts';
 import type { HeraldStats } from '../observability/node-stats.ts';
 
-/**
- * The reserved topic of the dashboard's live figures. Notices on it go to streams of tenant `*`
- * only, which only admin credentials may open, and no one can publish into tenant `*`: whatever
- * arrives on it comes from the hub.
- */
-export const STATS_TOPIC = 'herald/stats';
-/** The SSE type of a stats notice: `herald.*`, which no published event may have. */
-export const STATS_TYPE = 'herald.stats';
+// The notices' topic and type belong to the wire protocol (the page and clients read them too),
+// and keep here the names this module first gave them.
+export { STATS_EVENT as STATS_TYPE, STATS_TOPIC } from '../core/protocol/system-events.ts';
 
-/** One stats notice: this node's `/v1/stats` (admin view), with rates and the broker's health. */
+/**
+ * One stats notice, the data of `herald.stats`: this node's `/v1/stats` (admin view), with rates
+ * and the broker's health.
+ */
 export interface DashboardStats extends HeraldStats {
   /** Events per second over the last interval: accepted by this node, and written to its streams. */
   readonly rates: { readonly published: number; readonly delivered: number; readonly intervalMs: number };
@@ -85,7 +84,7 @@ export class StatsFeed {
     Promise.all([this.sources.stats(), healthOf(log)])
       .then(([stats, health]) => {
         const notice: DashboardStats = { ...stats, rates, health, watchers };
-        hub.notify(ALL_TENANTS, STATS_TOPIC, STATS_TYPE, notice);
+        hub.notify(ALL_TENANTS, STATS_TOPIC, STATS_EVENT, notice);
       })
       .catch((error: unknown) => this.sources.onError(error, 'taking the dashboard figures failed'))
       .finally(() => {

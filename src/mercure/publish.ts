@@ -15,7 +15,8 @@ const FIELD_BREAKERS = /[\r\n\u0000]/;
  * is canonical, the others alternates. Answers `200 text/plain` with the update's id: the
  * publisher's when it chose one, else a `urn:uuid:` (the spec asks for an IRI), kept by the broker
  * like any chosen id so that subscribers resume from it. Mercure publishers may repeat an id (a
- * topic's revision): it then names the newest event that has it.
+ * topic's revision): it then names the newest event that has it. The form fields read here are
+ * the `mercure` column of `EVENT_FIELDS` (core/protocol/fields.ts); a test holds the two together.
  */
 export async function publish(
   auth: MercureAuth,

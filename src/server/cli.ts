@@ -1,70 +1,32 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { Command, type CommanderError, Option } from 'commander';
+import { Command } from 'commander';
 import { createLogger, maskSecrets } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
-import {
-  ConfigError,
-  closest,
-  describeOrigin,
-  formatValue,
-  GROUPS,
-  maskUrl,
-  parseDuration,
-  type ResolvedConfig,
-  resolveSettings,
-  SETTINGS,
-  type Setting,
-  settingsMarkdown,
-} from './config.ts';
-import { loadConfigFile } from './config-file.ts';
+import { addSettings, collect, resolveFromCli, secretEnv, tokenOption, urlOption } from './cli-flags.ts';
+import { required, run, UsageError } from './cli-usage.ts';
+import { configCheck } from './config-command.ts';
 import { DEFAULT_HEALTH_TIMEOUT, healthCommand } from './health-command.ts';
 import { listenCommand } from './listen-command.ts';
-import { maskUrlsIn } from './messages.ts';
-import { DEFAULT_HUB_URL, publishCommand } from './publish-command.ts';
-import { heraldOptions, isLoopback, serve } from './serve.ts';
-import { loadTls } from './tls.ts';
+import { publishCommand } from './publish-command.ts';
+import { serve } from './serve.ts';
+import { parseDuration } from './setting-values.ts';
+import { settingsMarkdown } from './settings-text.ts';
 import { DEFAULT_TOKEN_TTL, mintToken } from './token-command.ts';
 import { runWorkers } from './workers.ts';
 
 /**
- * The `herald` command. A mistake in how it is called (an unknown flag, a missing or bad value,
- * a setting that does not parse) prints what is wrong in a line or two, with the nearest flag
- * and where to look, and exits 2; a failure while running (a port in use, a hub that does not
- * answer) exits 1. No help screen, message or `config check` prints a secret's value.
+ * The `herald` command: each subcommand's flags and help, wired to the module that does its work.
+ * A mistake in how it is called exits 2 and a failure while running exits 1, as cli-usage.ts
+ * tells them; no help screen, message or `config check` prints a secret's value.
  */
 
 // Streams get a retry hint and the process exits well inside the 10 s most orchestrators allow.
 const SHUTDOWN_DEADLINE_MS = 4_500;
-const HUB_URL = process.env.HERALD_URL || DEFAULT_HUB_URL;
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-/** A mistake in how a command was called: printed with a pointer to its `--help`, exit 2. */
-class UsageError extends Error {
-  readonly problems: readonly string[];
-  /** `herald listen`, for a value refused while the flags are parsed (before the command is known). */
-  readonly path: string | undefined;
-  constructor(problems: readonly string[] | string, path?: string) {
-    const list = typeof problems === 'string' ? [problems] : problems;
-    super(list.join('\n'));
-    this.problems = list;
-    this.path = path;
-  }
-}
-
-/** `herald config check`, from a command. */
-function commandPath(command: Command): string {
-  const names: string[] = [];
-  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
-  return names.join(' ');
-}
-
-/** ` (env: HERALD_TOKEN, set)`: whether a secret's variable is set, never its value. */
-const secretEnv = (name: string) => ` (env: ${name}${process.env[name] ? ', set' : ''})`;
 
 const program = new Command('herald')
   .description('Herald: a real-time event hub over Server-Sent Events')
@@ -72,39 +34,6 @@ const program = new Command('herald')
   .showSuggestionAfterError(false);
 
 // serve
-
-/** What `serve --help` says of a setting: what it does, its default, its variables. */
-function settingHelp(s: Setting): string {
-  const notes: string[] = [];
-  if (s.kind !== 'switch' && s.defaultValue !== undefined && formatValue(s, s.defaultValue) !== 'none') {
-    notes.push(`default: ${formatValue(s, s.defaultValue)}`);
-  }
-  notes.push(`env: ${s.env.join(' or ')}`);
-  return `${s.description} (${notes.join('; ')})`;
-}
-
-/** Every setting as a flag of `command`, grouped in its help as in the README. */
-function addSettings(command: Command): Command {
-  command.addOption(
-    new Option(
-      '--config <file>',
-      'settings file, JSON or YAML, with the flags as names (port: 8080); flags and HERALD_… variables override it (env: HERALD_CONFIG)',
-    ),
-  );
-  for (const group of GROUPS) {
-    for (const s of SETTINGS.filter((candidate) => candidate.group === group)) {
-      const option = new Option(s.flag, settingHelp(s)).helpGroup(`${group}:`);
-      command.addOption(s.repeatable ? option.argParser(collect) : option);
-    }
-  }
-  return command;
-}
-
-/** Flags over `HERALD_…` variables over the `--config` file (or HERALD_CONFIG) over defaults. */
-function resolveFromCli(flags: Record<string, unknown>): ResolvedConfig {
-  const path = typeof flags.config === 'string' ? flags.config : process.env.HERALD_CONFIG || undefined;
-  return resolveSettings(flags, process.env, path === undefined ? undefined : loadConfigFile(path));
-}
 
 addSettings(
   program
@@ -156,64 +85,15 @@ addSettings(
       'check the settings serve would run with (--config file, HERALD_… variables, flags) without starting it; print them, secrets masked; exit 0 when they would do, 2 when not',
     ),
 ).action(async (flags: Record<string, unknown>) => {
-  const resolved = resolveFromCli(flags);
-  const problems = deeperProblems(resolved);
-  if (problems.length > 0) throw new ConfigError(problems);
-  const width = Math.max(...SETTINGS.map((s) => s.name.length)) - 1;
-  const lines: string[] = [];
-  for (const warning of unknownVariables(process.env)) lines.push(`warning: ${warning}`);
-  for (const group of GROUPS) {
-    lines.push(`${group}:`);
-    for (const s of SETTINGS.filter((candidate) => candidate.group === group)) {
-      const value = formatValue(s, resolved.config[s.key]);
-      lines.push(
-        `  ${s.name.slice(2).padEnd(width)}  ${value.padEnd(24)}  ${describeOrigin(s, resolved.origins[s.key])}`,
-      );
-    }
-  }
-  lines.push('herald config check: the configuration is valid');
-  console.log(maskSecrets(lines.join('\n')));
+  console.log(configCheck(resolveFromCli(flags)));
 });
 
 configCommand
   .command('table')
-  .description("print every serve setting as the README's Markdown configuration table")
+  .description('print every serve setting as the Markdown configuration table of docs/configuration.md')
   .action(() => {
     console.log(settingsMarkdown());
   });
-
-/** What `serve` would refuse at start that the settings alone do not show: files, keys, open mode. */
-function deeperProblems({ config }: ResolvedConfig): string[] {
-  const problems: string[] = [];
-  try {
-    loadTls(config);
-  } catch (error) {
-    problems.push((error as Error).message);
-  }
-  try {
-    const options = heraldOptions(config);
-    if (options.auth === undefined && !config.insecure && !isLoopback(config.host)) {
-      problems.push(
-        `--host ${config.host}: open development mode (no JWT key configured) is refused on a non-loopback address; configure --jwt-secret, --jwt-public-key or --jwks-url, or pass --insecure if this network is yours alone`,
-      );
-    }
-  } catch (error) {
-    problems.push((error as Error).message);
-  }
-  return problems;
-}
-
-/** `HERALD_PROT`: a variable that looks like a setting's but is none, with the one it is near. */
-function unknownVariables(env: Readonly<Record<string, string | undefined>>): string[] {
-  const known = SETTINGS.flatMap((s) => s.env);
-  const extra = new Set(['HERALD_URL', 'HERALD_TOKEN', 'HERALD_CONFIG']);
-  return Object.keys(env)
-    .filter((name) => name.startsWith('HERALD_') && !known.includes(name) && !extra.has(name))
-    .flatMap((name) => {
-      const near = closest(name, known);
-      return near === undefined ? [] : [`${name} is not a setting (did you mean ${near}?); it is ignored`];
-    });
-}
 
 // token
 
@@ -246,16 +126,6 @@ program
   });
 
 // publish, listen, health
-
-/** `--topic is required`, once commander has refused any unknown option. */
-function required(options: Record<string, unknown>, names: readonly string[]): void {
-  const missing = names.filter((name) => options[name] === undefined);
-  if (missing.length > 0) throw new UsageError(missing.map((name) => `--${name} is required`));
-}
-
-const urlOption = () =>
-  new Option('--url <url>', 'hub URL (env: HERALD_URL)').default(HUB_URL, maskUrl(HUB_URL));
-const tokenOption = () => new Option('--token <jwt>', `bearer token${secretEnv('HERALD_TOKEN')}`);
 
 program
   .command('publish')
@@ -330,98 +200,4 @@ program
     process.exitCode = result.healthy ? 0 : 1;
   });
 
-// Errors
-
-/** Commander's parse errors, in the words of this CLI; `undefined` for help and --version. */
-function usageProblem(command: Command, error: CommanderError): string | undefined {
-  const quoted = /'([^']*)'/.exec(error.message)?.[1] ?? '';
-  const flagName = quoted.split(/[ ,]/)[0] ?? quoted;
-  const flags = command.options.flatMap((option) => (option.long === undefined ? [] : [option.long]));
-  switch (error.code) {
-    case 'commander.unknownOption': {
-      const near = closest(quoted, flags);
-      return `unknown option ${quoted}${near === undefined ? '' : ` (did you mean ${near}?)`}`;
-    }
-    case 'commander.unknownCommand': {
-      const near = closest(
-        quoted,
-        command.commands.map((c) => c.name()),
-      );
-      return `unknown command ${JSON.stringify(quoted)}${near === undefined ? '' : ` (did you mean ${near}?)`}`;
-    }
-    case 'commander.optionMissingArgument': {
-      const s = SETTINGS.find((candidate) => candidate.name === flagName);
-      const example =
-        s !== undefined && s.defaultValue !== undefined && formatValue(s, s.defaultValue) !== 'none'
-          ? ` (e.g. ${flagName} ${formatValue(s, s.defaultValue)})`
-          : '';
-      return `${flagName} needs a value${example}`;
-    }
-    case 'commander.missingMandatoryOptionValue':
-      return `${flagName} is required`;
-    case 'commander.excessArguments': {
-      const extra = command.args.slice(command.registeredArguments.length);
-      return `unexpected argument ${extra.map((a) => JSON.stringify(maskUrl(a))).join(', ')}: options start with --`;
-    }
-    case 'commander.invalidArgument':
-    case 'commander.conflictingOption':
-    case 'commander.missingArgument':
-      return error.message.replace(/^error: /, '');
-    case 'commander.help':
-    case 'commander.helpDisplayed':
-    case 'commander.version':
-      return undefined;
-    default:
-      return error.message.replace(/^error: /, '');
-  }
-}
-
-/** The command whose action runs, for the name in front of an error. */
-let running: Command = program;
-program.hook('preAction', (_, actionCommand) => {
-  running = actionCommand;
-});
-
-const ParseExit = class extends Error {
-  readonly command: Command;
-  readonly error: CommanderError;
-  constructor(command: Command, error: CommanderError) {
-    super(error.message);
-    this.command = command;
-    this.error = error;
-  }
-};
-
-for (const command of allCommands(program)) {
-  command.configureOutput({ outputError: () => {} });
-  command.exitOverride((error) => {
-    throw new ParseExit(command, error);
-  });
-}
-
-function allCommands(command: Command): Command[] {
-  return [command, ...command.commands.flatMap(allCommands)];
-}
-
-const JWT_SHAPE = /\beyJ[\w-]*\.[\w-]+\.[\w-]*/g;
-
-function report(path: string, problems: readonly string[], exitCode: number, helpOf?: string): never {
-  // Messages are built with credentials masked; a token pasted where it does not belong is too.
-  for (const problem of problems)
-    process.stderr.write(`${path}: ${maskUrlsIn(problem).replace(JWT_SHAPE, '[redacted]')}\n`);
-  if (helpOf !== undefined) process.stderr.write(`see ${helpOf} --help\n`);
-  process.exit(exitCode);
-}
-
-program.parseAsync().catch((error: unknown) => {
-  if (error instanceof ParseExit) {
-    const problem = usageProblem(error.command, error.error);
-    if (problem === undefined) process.exit(error.error.exitCode);
-    const path = commandPath(error.command);
-    report(path, [problem], 2, path);
-  }
-  const path = (error instanceof UsageError ? error.path : undefined) ?? commandPath(running);
-  if (error instanceof UsageError || error instanceof ConfigError) report(path, error.problems, 2, path);
-  // A failure while running: `herald: …`, as scripts and tests have long matched it.
-  report('herald', [error instanceof Error ? error.message : String(error)], 1);
-});
+run(program);

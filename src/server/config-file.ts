@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { ConfigError, type ConfigFileValues, closest, SETTINGS, type SettingKey } from './config.ts';
+import { ConfigError, type ConfigFileValues } from './config.ts';
+import { SETTINGS } from './settings.ts';
+import type { SettingKey } from './settings-schema.ts';
+import { closest } from './suggestions.ts';
 
 /**
  * `herald serve --config <file>` (HERALD_CONFIG): settings in a JSON or YAML file, under the same

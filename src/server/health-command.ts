@@ -1,4 +1,4 @@
-import { maskUrl } from './config.ts';
+import { maskUrl } from './masking.ts';
 import { unreachable } from './messages.ts';
 
 /**

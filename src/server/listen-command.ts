@@ -1,4 +1,5 @@
 import { createParser } from '../client/sse-parser.ts';
+import { GAP_EVENT, SYSTEM_EVENT_PREFIX } from '../core/protocol/system-events.ts';
 import { interrupted, refused } from './messages.ts';
 import { parseTags } from './publish-command.ts';
 
@@ -64,8 +65,8 @@ export async function listenCommand(options: ListenOptions): Promise<void> {
         (event) => {
           const id = event.id === '' ? undefined : event.id;
           if (id !== undefined) lastEventId = id;
-          if (event.type === 'herald.gap') notice(`herald: gap ${event.data}`);
-          if (event.type.startsWith('herald.') || done()) return;
+          if (event.type === GAP_EVENT) notice(`herald: gap ${event.data}`);
+          if (event.type.startsWith(SYSTEM_EVENT_PREFIX) || done()) return;
           received++;
           output(JSON.stringify({ id, type: event.type, data: parseData(event.data) }));
           if (done()) stop.abort();

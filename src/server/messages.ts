@@ -1,21 +1,10 @@
-import { maskUrl } from './config.ts';
+import { maskUrl, maskUrlsIn } from './masking.ts';
 
 /**
  * What the CLI says when something outside it fails: a port it cannot listen on (one message for
  * `herald serve` alone and with `--workers`), and a hub that `publish`, `listen` or `health`
  * cannot reach or that refuses them. Each names the address and what to try.
  */
-
-/** `scheme://user:password@` anywhere in a text (an error message quoting a URL): the user info masked. */
-const USER_INFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]+@/gi;
-
-/** A message with the credentials of any URL it quotes masked, and token-like parameters too. */
-export function maskUrlsIn(text: string): string {
-  return text.replace(USER_INFO, '$1***@').replace(TOKEN_PARAMETER, '$1***');
-}
-
-/** `?access_token=…` with a value (not the `<jwt>` of a message saying how to send one). */
-const TOKEN_PARAMETER = /([?&](?:access_token|authorization|token|jwt)=)(?!<)[^&#\s"'<>)]+/gi;
 
 /** Why `host:port` cannot be listened on, in words, with what to do; `error` is what `listen` gave. */
 export function listenError(error: unknown, host: string, port: number): Error {

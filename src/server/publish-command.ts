@@ -1,4 +1,5 @@
-import { maskUrl } from './config.ts';
+import { EVENT_FIELDS } from '../core/protocol/fields.ts';
+import { maskUrl } from './masking.ts';
 import { refused, unreachable } from './messages.ts';
 
 /** Where `publish`, `listen` and `health` find the hub unless told: `--url`, else HERALD_URL, else this. */
@@ -23,21 +24,7 @@ export interface PublishOptions {
  * CLI can print it and exit non-zero.
  */
 export async function publishCommand(options: PublishOptions): Promise<string> {
-  const event: Record<string, unknown> = {
-    topic: options.topic.length === 1 ? options.topic[0] : options.topic,
-  };
-  // `--data` is JSON when it parses as JSON, and a plain string otherwise.
-  try {
-    event.data = JSON.parse(options.data);
-  } catch {
-    event.data = options.data;
-  }
-  if (options.type !== undefined) event.type = options.type;
-  if (options.id !== undefined) event.id = options.id;
-  if (options.key !== undefined) event.key = options.key;
-  if (options.priority !== undefined) event.priority = options.priority;
-  if (options.private) event.private = true;
-  if (options.tag !== undefined && options.tag.length > 0) event.tags = parseTags(options.tag);
+  const event = publishBody(options);
 
   const url = new URL('/v1/publish', options.url);
   let response: Response;
@@ -67,6 +54,31 @@ export async function publishCommand(options: PublishOptions): Promise<string> {
     );
   }
   return body.id;
+}
+
+/** The publish's JSON: each option that a field's row in `EVENT_FIELDS` names (`cli`) sets that field. */
+export function publishBody(options: PublishOptions): Record<string, unknown> {
+  const event: Record<string, unknown> = {};
+  for (const field of Object.values(EVENT_FIELDS)) {
+    if (!('cli' in field)) continue;
+    const value = options[field.cli];
+    if (value === undefined || value === false) continue;
+    if (field.input === 'topic') event.topic = options.topic.length === 1 ? options.topic[0] : options.topic;
+    else if (field.input === 'data') event.data = jsonOrText(options.data);
+    else if (field.input === 'tags') {
+      if (options.tag !== undefined && options.tag.length > 0) event.tags = parseTags(options.tag);
+    } else event[field.input] = value;
+  }
+  return event;
+}
+
+/** `--data` is JSON when it parses as JSON, and a plain string otherwise. */
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }
 
 /** `name=value` pairs from repeated `--tag` flags. */

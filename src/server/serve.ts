@@ -7,14 +7,14 @@ import { brokerFor } from '../backends/connect.ts';
 import { redactUrl } from '../backends/redact-url.ts';
 import { backendNamed, backendOf } from '../backends/registry.ts';
 import { startBridges } from '../bridges/index.ts';
-import { HeraldError } from '../core/errors.ts';
+import { HeraldError, type ProblemCode, type ProblemStatus } from '../core/errors.ts';
 import { type Broker, persistenceWarningOf } from '../core/log.ts';
 import { createHerald, type Herald, type HeraldOptions } from '../herald.ts';
 import { nodeHandler } from '../http/node.ts';
 import type { HeraldLogger } from '../observability/logger.ts';
 import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
-import { isHmacKey, type ServeConfig } from './config.ts';
 import { listenError } from './messages.ts';
+import { isHmacKey, type ServeConfig } from './settings-schema.ts';
 import { createHeraldServer, type HeraldServer, loadTls } from './tls.ts';
 
 export interface RunningServer {
@@ -124,7 +124,10 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex, hea
   );
 }
 
-function clientProblem(code: string | undefined, headersTimeoutMs: number): [number, string, string] {
+function clientProblem(
+  code: string | undefined,
+  headersTimeoutMs: number,
+): [ProblemStatus, ProblemCode, string] {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
       return [

@@ -8,8 +8,8 @@ import { MemoryBroker } from '../backends/memory/broker.ts';
 import { redactUrl } from '../backends/redact-url.ts';
 import { createLogger } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
-import type { ServeConfig } from './config.ts';
 import { listenError } from './messages.ts';
+import type { ServeConfig } from './settings-schema.ts';
 
 /**
  * `herald serve --workers N`: the primary process starts N workers, each a whole hub

@@ -3,7 +3,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { formatValue, SETTINGS } from '../../src/server/config.ts';
+import { SETTINGS } from '../../src/server/settings.ts';
+import { formatValue } from '../../src/server/settings-text.ts';
 import { killAllHubs, spawnHub } from '../helpers/nodes.ts';
 import { CLI, cliEnv, closedPort, killAllCli, runCli } from './run-cli.ts';
 

@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  ConfigError,
-  closest,
-  formatValue,
-  maskUrl,
-  resolveConfig,
-  resolveSettings,
-  SETTINGS,
-  type Setting,
-} from '../../src/server/config.ts';
+import { ConfigError, resolveConfig, resolveSettings } from '../../src/server/config.ts';
+import { maskUrl } from '../../src/server/masking.ts';
+import { SETTINGS, type Setting } from '../../src/server/settings.ts';
+import { formatValue } from '../../src/server/settings-text.ts';
+import { closest } from '../../src/server/suggestions.ts';
 
 describe('serve configuration', () => {
   test('defaults: port 8080 on 127.0.0.1, 10 000 events and 24 h of history, 15 s heartbeat', () => {

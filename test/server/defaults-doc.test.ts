@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { parseSetting, SETTINGS, type Setting, settingsMarkdown } from '../../src/server/config.ts';
 import { DEFAULT_HEALTH_TIMEOUT } from '../../src/server/health-command.ts';
 import { DEFAULT_HUB_URL } from '../../src/server/publish-command.ts';
+import { SETTINGS, type Setting } from '../../src/server/settings.ts';
+import { parseSetting } from '../../src/server/settings-schema.ts';
+import { settingsMarkdown } from '../../src/server/settings-text.ts';
 import { DEFAULT_TOKEN_TTL } from '../../src/server/token-command.ts';
 
 /**

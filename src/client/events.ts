@@ -1,0 +1,78 @@
+import {
+  CONNECTED_EVENT,
+  type ConnectedPayload,
+  GAP_EVENT,
+  type GapPayload,
+  REAUTH_EVENT,
+  SYSTEM_EVENT_PREFIX,
+} from '../core/protocol/system-events.ts';
+import type { HeraldMessage } from './api.ts';
+import { type Connection, emit, report, type Session } from './session.ts';
+import type { SseEvent } from './sse-parser.ts';
+
+/**
+ * What a connection receives: the application's events go to its handlers, once each (streams
+ * that overlap deliver some ids twice); Herald's own (`herald.*`) steer the client.
+ */
+
+/** Hands an event to its handlers, unless its id was already handled. */
+export const deliver = (session: Session, id: string, type: string, raw: string): void => {
+  if (id) {
+    if (!session.recent.add(id)) return;
+    session.remember(id);
+  }
+  let data: unknown;
+  try {
+    data = session.parse(raw, type);
+  } catch (error) {
+    // The application's parser failed on this event: reported, and the stream goes on.
+    report(error);
+    return;
+  }
+  const message: HeraldMessage<never> = { id, type, data: data as never, raw };
+  emit(session.handlers.get(type), message);
+  emit(session.handlers.get('*'), message);
+};
+
+/** An event of a stream (or an EventSource). */
+export const onEvent = (session: Session, connection: Connection, { id, type, data }: SseEvent): void => {
+  if (connection.abort.signal.aborted) return;
+  if (!type.startsWith(SYSTEM_EVENT_PREFIX)) {
+    deliver(session, id, type, data);
+    return;
+  }
+  let payload: Record<string, unknown>;
+  try {
+    payload = JSON.parse(data);
+  } catch {
+    return;
+  }
+  if (type === CONNECTED_EVENT) {
+    const connected = payload as unknown as ConnectedPayload;
+    connection.id = connected.connectionId;
+    connection.secret = connected.secret;
+    session.connectionId = connection.id;
+    // Its id is where this stream resumes from. When that is what was sent, the client may
+    // already be further on (the stream it replaces kept delivering): keep the later id.
+    if (id && id !== connection.sent) session.remember(id);
+    for (const other of session.connections) if (other !== connection) other.abort.abort();
+    connection.probe = session.polling = false;
+    clearTimeout(session.probeTimer);
+    session.attempt = session.unauthorized = session.emptyStreams = 0;
+    session.setStatus('open');
+    // The topics changed while this stream was being opened: open one with the new list.
+    if (connection.query !== session.query()) session.resync();
+  } else if (type === GAP_EVENT) {
+    emit(session.gapHandlers, payload as unknown as GapPayload);
+  } else if (type === REAUTH_EVENT && !connection.renewing) {
+    // The token expires soon: open the next stream with a fresh one now; this one carries on
+    // until that one is connected, and the ids both deliver are de-duplicated.
+    connection.renewing = true;
+    session.open(true);
+  } else {
+    // Another notice of the hub (`herald.stats`, on the dashboard's topic): only for handlers
+    // of that very type. It has no id of its own (the one it shows is the stream's last), so it
+    // is neither de-duplicated nor remembered.
+    emit(session.handlers.get(type), { id: '', type, data: payload as never, raw: data });
+  }
+};

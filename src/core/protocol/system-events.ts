@@ -1,0 +1,74 @@
+/**
+ * Herald's own events on a stream (`herald.*`): their types and what their data holds, shared by
+ * the hub that writes them and by every reader (herald/client, `herald listen`, the dashboard).
+ * No published event may have a type with this prefix, so a reader tells them apart by it alone.
+ *
+ * The browser client bundles this file: string constants and types only, and no import, so it
+ * brings nothing else of the server into the bundle.
+ */
+
+/** The prefix of every system event type, reserved: a publish with it is refused. */
+export const SYSTEM_EVENT_PREFIX = 'herald.';
+
+/**
+ * First on every stream that takes system events. Its `id:` is `lastEventId`, the point the stream
+ * resumes from, so a client that drops before any event reconnects from there.
+ */
+export const CONNECTED_EVENT = 'herald.connected';
+export interface ConnectedPayload {
+  /** The stream's id, named by `POST /v1/subscriptions`. */
+  readonly connectionId: string;
+  /** Where the stream resumes from: also the event's `id:`. */
+  readonly lastEventId: string;
+  /** Sent on this stream only: proves that a subscription change comes from whoever holds it. */
+  readonly secret: string;
+}
+
+/** Why a resume could not go on exactly where the client was (streams and polls alike). */
+export type ResumeGapReason = 'unknown' | 'expired' | 'reset';
+
+/** Events may have been missed: the client re-fetches the state they describe. */
+export const GAP_EVENT = 'herald.gap';
+export interface GapPayload {
+  /** The last id the client had when the gap began (null when unknown). */
+  readonly lastEventId: string | null;
+  /**
+   * `unknown` id, `expired` (older than the history, or before a hub restart), `reset` (the
+   * broker's log was lost or replaced), `overflow` (too slow: its outbox dropped events).
+   */
+  readonly reason: ResumeGapReason | 'overflow';
+  /** With `overflow`: how many events were dropped. */
+  readonly dropped?: number;
+}
+
+/** The stream's credential expires soon: the client reconnects with a fresh one before it ends. */
+export const REAUTH_EVENT = 'herald.reauth';
+export interface ReauthPayload {
+  /** When the credential expires, ISO 8601. */
+  readonly expiresAt: string;
+}
+
+/**
+ * The dashboard's live figures, a notice on `STATS_TOPIC` once a second, outside the log (no id).
+ * Its data is `DashboardStats` (src/dashboard/stats-feed.ts): the node's `/v1/stats`, a shape of
+ * the server that the core may not import.
+ */
+export const STATS_EVENT = 'herald.stats';
+/**
+ * The reserved topic of `herald.stats`. Notices on it go to streams of tenant `*` only, which only
+ * admin credentials may open, and no one can publish into tenant `*`.
+ */
+export const STATS_TOPIC = 'herald/stats';
+
+/** The data of each system event that has a shape of its own, by type. */
+export interface SystemEventPayloads {
+  [CONNECTED_EVENT]: ConnectedPayload;
+  [GAP_EVENT]: GapPayload;
+  [REAUTH_EVENT]: ReauthPayload;
+}
+
+export type SystemEventType =
+  | typeof CONNECTED_EVENT
+  | typeof GAP_EVENT
+  | typeof REAUTH_EVENT
+  | typeof STATS_EVENT;
