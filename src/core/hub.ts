@@ -25,9 +25,12 @@ import {
   type SubscriberOwner,
   type Subscription,
 } from './subscriber.ts';
-import { changeSubscription } from './subscription-change.ts';
+import {
+  changeSubscription,
+  type SubscriptionChange,
+  type SubscriptionState,
+} from './subscription-change.ts';
 import { Ticker } from './ticker.ts';
-import type { Selector } from './topics.ts';
 
 export {
   DEFAULT_HUB_OPTIONS,
@@ -186,18 +189,17 @@ export class Hub implements SubscriberOwner {
   }
 
   /**
-   * Adds selectors to an open stream, or removes some; only whoever holds the stream may (see
-   * `changeSubscription`). Returns the stream's selectors.
+   * Changes the topics, types and tags of an open stream; only whoever holds the stream may (see
+   * `changeSubscription`). Returns what the stream now receives.
    */
   changeSubscription(
     connectionId: string,
     secret: string,
     principal: Principal,
-    action: 'subscribe' | 'unsubscribe',
-    selectors: readonly Selector[],
+    change: SubscriptionChange,
     maxSelectors: number,
-  ): string[] {
-    return changeSubscription(this.state, connectionId, secret, principal, action, selectors, maxSelectors);
+  ): SubscriptionState {
+    return changeSubscription(this.state, connectionId, secret, principal, change, maxSelectors);
   }
 
   /**

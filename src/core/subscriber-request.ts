@@ -30,7 +30,11 @@ export class SubscriberRequest {
   readonly tenant: string;
   /** Changed only through the hub (`changeSubscription`), which keeps its index in step. */
   selectors: readonly Selector[];
-  readonly filter: EventFilter | undefined;
+  /**
+   * Changed only through the hub (`changeSubscription`), by one assignment: fan-out and a replay
+   * in progress read it per event, so each event meets the old filter or the new one, never a mix.
+   */
+  filter: EventFilter | undefined;
   /** Its subscribe grants: which private events it may see. */
   readonly grants: readonly Selector[];
   /** Which redacted fields it may see. */

@@ -1,9 +1,8 @@
 import { badRequest, HeraldError } from '../../core/errors.ts';
-import { hasControlCharacter } from '../../core/event.ts';
-import { EventFilter } from '../../core/filters.ts';
 import type { Principal } from '../../core/principal.ts';
 import { parseSelectors } from '../../core/topics.ts';
 import type { HttpContext } from '../context.ts';
+import { queryFilter } from '../filter-params.ts';
 import { headerText } from '../header-text.ts';
 import { json, SSE_HEADERS } from '../replies.ts';
 import type { HttpReply, HttpRequest } from '../request.ts';
@@ -57,7 +56,7 @@ const MAX_POLL_LIMIT = 1000;
 
 function numberParameter(
   value: string | null,
-  name: string,
+  name: 'wait' | 'limit',
   min: number,
   max: number,
   fallback: number,
@@ -92,22 +91,7 @@ async function subscriptionOf(
   }
   checkSelectorLengths(topics, maxSelectorLength);
   const selectors = parseSelectors(topics, maxTopicsPerSubscription);
-  const types = query.getAll('type');
-  for (const type of types) {
-    if (type.length === 0 || type.length > 128 || hasControlCharacter(type)) {
-      throw badRequest(
-        'invalid-type',
-        `type filter ${JSON.stringify(type)} must be 1–128 characters, no control characters`,
-      );
-    }
-  }
-  const tags = new Map<string, string[]>();
-  for (const [name, value] of query) {
-    if (!name.startsWith('tag.')) continue;
-    const tag = name.slice(4);
-    if (tag.length === 0) throw badRequest('invalid-tag', 'a tag filter needs a name: tag.<name>=<value>');
-    tags.set(tag, [...(tags.get(tag) ?? []), value]);
-  }
+  const filter = queryFilter(query);
   const lastEventId =
     nonEmpty(after) ??
     nonEmpty(headerText(request.header('last-event-id'))) ??
@@ -118,7 +102,7 @@ async function subscriptionOf(
   return {
     tenant,
     selectors,
-    filter: EventFilter.of(types, tags),
+    filter,
     grants: principal.subscribe,
     permissions: principal.permissions,
     subject: principal.subject,
