@@ -1,4 +1,4 @@
-import type { ResumeGapReason } from './system-events.ts';
+import type { HistoryPayload, ResumeGapReason } from './system-events.ts';
 
 /**
  * The long-poll answer, the JSON body of `GET /v1/events/poll`: what the hub's long poll returns
@@ -22,4 +22,6 @@ export interface PollResult {
   readonly lastEventId: string;
   /** The `after` id could not be resumed from exactly (as `herald.gap` on a stream). */
   readonly gap?: ResumeGapReason;
+  /** A first poll that asked for history (`rewind`/`since`/`snapshot`): what it holds. */
+  readonly history?: HistoryPayload;
 }

@@ -22,6 +22,28 @@ export interface ConnectedPayload {
   readonly lastEventId: string;
   /** Sent on this stream only: proves that a subscription change comes from whoever holds it. */
   readonly secret: string;
+  /**
+   * Present when the stream starts with history it asked for (`rewind`/`since`, or
+   * `snapshot=latest`). The event then has no `id:`: a client that drops before `herald.history`
+   * reconnects without `Last-Event-ID` and is sent the history again, instead of losing it.
+   */
+  readonly history?: HistoryKind;
+}
+
+/** What a new stream asked to start with: recent events (`rewind`/`since`) or the latest per key. */
+export type HistoryKind = 'rewind' | 'snapshot';
+
+/**
+ * After the history a stream asked for, before the live events. Its `id:` is where the stream goes
+ * on from: a client that drops after it resumes with no gap and no duplicate.
+ */
+export const HISTORY_EVENT = 'herald.history';
+export interface HistoryPayload {
+  readonly kind: HistoryKind;
+  /** How many events of history were sent. */
+  readonly events: number;
+  /** False when a bound of the hub (the most events, the most log entries examined) cut it short. */
+  readonly complete: boolean;
 }
 
 /** Why a resume could not go on exactly where the client was (streams and polls alike). */
@@ -65,10 +87,12 @@ export interface SystemEventPayloads {
   [CONNECTED_EVENT]: ConnectedPayload;
   [GAP_EVENT]: GapPayload;
   [REAUTH_EVENT]: ReauthPayload;
+  [HISTORY_EVENT]: HistoryPayload;
 }
 
 export type SystemEventType =
   | typeof CONNECTED_EVENT
   | typeof GAP_EVENT
   | typeof REAUTH_EVENT
+  | typeof HISTORY_EVENT
   | typeof STATS_EVENT;
