@@ -1,7 +1,10 @@
 import type { BridgeSource } from '../bridges/source.ts';
 import type { Broker } from '../core/log.ts';
 
-/** What a backend's broker is built from: the URL, the log's name and its history bounds. */
+/**
+ * What a backend's broker is built from: the URL, the log's name, its history bounds and how many
+ * latest values per key it keeps.
+ */
 export interface BrokerSettings {
   /** `memory`, `redis://host:port[/db]` (or `rediss://`), `nats://host:port[,host:port…]`. */
   readonly url: string;
@@ -9,6 +12,11 @@ export interface BrokerSettings {
   readonly stream?: string;
   readonly maxEvents?: number;
   readonly maxAgeMs?: number;
+  /**
+   * Latest values per (tenant, topic, key) kept for snapshots, across tenants: past it the slot
+   * updated longest ago is evicted. 0: none kept. Default 10 000 (see `LatestKeeping`).
+   */
+  readonly latestMaxKeys?: number;
   readonly onError?: (error: unknown, context: string) => void;
 }
 

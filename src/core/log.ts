@@ -47,6 +47,41 @@ export interface HistoryReporting {
   history(): Promise<HistoryStats>;
 }
 
+/**
+ * A log that reads from its newest end, so that "the last N matching" (rewind, since) stops as
+ * soon as it has them instead of scanning the whole history forwards.
+ */
+export interface BackwardReading {
+  /**
+   * Up to `limit` events at or before `until` (before it when `exclusive`), newest first, down to
+   * the oldest retained event: a page shorter than `limit` means the log has nothing older.
+   */
+  readBack(until: string, limit: number, exclusive: boolean): Promise<HeraldEvent[]>;
+}
+
+/**
+ * A log that keeps the latest event of each slot (tenant, canonical topic `topics[0]`, key), for
+ * events with a `key`, written with their append (atomically where the backend can, right after
+ * otherwise). The stored event keeps its position, chosen id, tags, privacy and redaction, and
+ * outlives the log's own retention. Where two appends fill one slot, the later in the log wins,
+ * whichever node made them.
+ *
+ * Bounded by `latestMaxKeys` over the whole log, not per tenant (JetStream can bound a bucket only
+ * as a whole): past it the slot updated longest ago is evicted, whichever tenant's it is. An
+ * append never fails because of the bound.
+ */
+export interface LatestKeeping {
+  /** How many slots are kept at most; 0: none (then `latestKeeperOf` gives undefined). */
+  readonly latestMaxKeys: number;
+  /** The tenant's slots, in no particular order, at most `limit` (`complete` false when there were more). */
+  latest(tenant: string, limit: number): Promise<LatestEvents>;
+}
+
+export interface LatestEvents {
+  readonly events: HeraldEvent[];
+  readonly complete: boolean;
+}
+
 /** A log whose setup may lose accepted events, and can say why, for the operator at start. */
 export interface PersistenceReporting {
   /** Why this setup can lose accepted events; undefined: it cannot. */
@@ -107,4 +142,16 @@ export function persistenceWarningOf(log: Log): Promise<string | undefined> {
   return 'persistenceWarning' in log && typeof log.persistenceWarning === 'function'
     ? (log as Log & PersistenceReporting).persistenceWarning()
     : Promise.resolve(undefined);
+}
+
+/** The log's backward reading, or undefined when it can only read forwards. */
+export function backwardReaderOf(log: Log): BackwardReading | undefined {
+  return 'readBack' in log && typeof log.readBack === 'function' ? (log as Log & BackwardReading) : undefined;
+}
+
+/** The log's latest values per key, or undefined when it keeps none (or was told to keep 0). */
+export function latestKeeperOf(log: Log): LatestKeeping | undefined {
+  if (!('latest' in log) || typeof log.latest !== 'function') return undefined;
+  const keeper = log as Log & LatestKeeping;
+  return keeper.latestMaxKeys > 0 ? keeper : undefined;
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HeraldError } from '../../src/core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../src/core/event.ts';
-import type { Broker } from '../../src/core/log.ts';
+import { type Broker, backwardReaderOf, latestKeeperOf } from '../../src/core/log.ts';
 
 /**
  * What every broker promises the hub, as one suite each implementation runs against a real
@@ -13,7 +13,7 @@ export interface Backend {
   readonly name: string;
   /** Whether several nodes can share one log (false for the in-process memory broker). */
   readonly shared: boolean;
-  newLog(options?: { maxEvents?: number; maxAgeMs?: number }): Promise<Log>;
+  newLog(options?: { maxEvents?: number; maxAgeMs?: number; latestMaxKeys?: number }): Promise<Log>;
 }
 
 export interface Log {
@@ -41,6 +41,27 @@ async function feeding(log: Log): Promise<{ broker: Broker; fed: HeraldEvent[]; 
   const fed: HeraldEvent[] = [];
   const head = await broker.start((events) => fed.push(...events));
   return { broker, fed, head };
+}
+
+/** The broker's backward reading: every built-in backend has it. */
+function back(broker: Broker) {
+  const reader = backwardReaderOf(broker);
+  assert.ok(reader, 'the broker reads backwards');
+  return reader;
+}
+
+/** The broker's latest values per key, started with them on. */
+function keeper(broker: Broker) {
+  const latest = latestKeeperOf(broker);
+  assert.ok(latest, 'the broker keeps latest values');
+  return latest;
+}
+
+/** A tenant's latest values as `topic key data`, sorted. */
+async function slots(broker: Broker, tenant: string, limit = 100): Promise<string[]> {
+  const { events, complete } = await keeper(broker).latest(tenant, limit);
+  assert.equal(complete, true);
+  return events.map((event) => `${event.topics[0]} ${event.key} ${event.data}`).sort();
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
@@ -302,6 +323,202 @@ export function brokerContract(backend: Backend): void {
       await other.append([draft('after')]).catch(() => {});
       await sleep(200);
       assert.deepEqual(datas(fed), ['before']);
+    });
+
+    withLog('readBack gives what precedes a position, newest first, up to a limit', {}, async (log) => {
+      const { broker } = await feeding(log);
+      const events = await broker.append(['1', '2', '3', '4', '5'].map((d) => draft(d)));
+      const pos = (i: number) => (events[i] as HeraldEvent).pos;
+      const reader = back(broker);
+      assert.deepEqual(datas(await reader.readBack(pos(4), 10, false)), ['5', '4', '3', '2', '1']);
+      assert.deepEqual(datas(await reader.readBack(pos(4), 2, false)), ['5', '4']);
+      assert.deepEqual(datas(await reader.readBack(pos(4), 2, true)), ['4', '3']);
+      assert.deepEqual(datas(await reader.readBack(pos(2), 10, true)), ['2', '1']);
+      assert.deepEqual(datas(await reader.readBack(pos(0), 10, true)), []);
+      assert.deepEqual(datas(await reader.readBack(pos(0), 10, false)), ['1']);
+      // Paging down from a page's last event, as a rewind does, meets every event once.
+      const paged: HeraldEvent[] = [];
+      let page = await reader.readBack(pos(4), 2, false);
+      while (page.length > 0) {
+        paged.push(...page);
+        page = await reader.readBack((page.at(-1) as HeraldEvent).pos, 2, true);
+      }
+      assert.deepEqual(ids(paged), ids(events).reverse());
+      const [full] = await reader.readBack(pos(4), 1, false);
+      assert.equal(full?.id, events[4]?.id);
+      assert.equal(full?.tenant, '');
+    });
+
+    withLog('readBack on an empty log gives nothing', {}, async (log) => {
+      const { broker, head } = await feeding(log);
+      assert.deepEqual(await back(broker).readBack(head, 10, false), []);
+      assert.deepEqual(await back(broker).readBack(head, 10, true), []);
+    });
+
+    withLog('readBack never goes past the oldest event retained by count', { maxEvents: 3 }, async (log) => {
+      const { broker } = await feeding(log);
+      const events: HeraldEvent[] = [];
+      for (const d of ['1', '2', '3', '4', '5', '6']) events.push(...(await broker.append([draft(d)])));
+      const last = events.at(-1) as HeraldEvent;
+      const kept = await broker.read(null, last.pos, 100);
+      assert.ok(kept.length >= 3 && kept.length < 6, `kept ${kept.length}`);
+      assert.deepEqual(ids(await back(broker).readBack(last.pos, 100, false)), ids(kept).reverse());
+      const oldest = kept[0] as HeraldEvent;
+      assert.deepEqual(await back(broker).readBack(oldest.pos, 100, true), []);
+    });
+
+    withLog('readBack never goes past the oldest event retained by age', { maxAgeMs: 1000 }, async (log) => {
+      const { broker } = await feeding(log);
+      await broker.append([draft('old')]);
+      await sleep(1600);
+      const [fresh] = await broker.append([draft('fresh')]);
+      let back1: HeraldEvent[] = [];
+      for (let i = 0; i < 40; i++) {
+        back1 = await back(broker).readBack(fresh?.pos ?? '', 10, false);
+        if (back1.length === 1) break;
+        await sleep(100);
+      }
+      assert.deepEqual(datas(back1), ['fresh']);
+    });
+
+    withLog(
+      'latest: one event per (tenant, topic, key), the newest, with every field and its position',
+      {},
+      async (log) => {
+        const { broker } = await feeding(log);
+        assert.ok(backwardReaderOf(broker));
+        assert.deepEqual(await keeper(broker).latest('acme', 10), { events: [], complete: true });
+        await broker.append([
+          draft('a1', { tenant: 'acme', topics: ['tiles/1'], key: 'score' }),
+          draft('x', { tenant: 'acme', topics: ['tiles/1'] }),
+          draft('b1', { tenant: 'acme', topics: ['tiles/2', 'tiles/1'], key: 'score' }),
+        ]);
+        await broker.append([draft('a2', { tenant: 'acme', topics: ['tiles/1'], key: 'score' })]);
+        // The same key on another topic is another slot; another tenant's identical slot is its own.
+        await broker.append([draft('m1', { tenant: 'acme', topics: ['tiles/1'], key: 'msrp' })]);
+        await broker.append([draft('g1', { tenant: 'globex', topics: ['tiles/1'], key: 'score' })]);
+        const [last] = await broker.append([
+          draft('a3', {
+            tenant: 'acme',
+            topics: ['tiles/1', 'alt'],
+            key: 'score',
+            type: 'ai-score',
+            id: 'urn:a3',
+            tags: { vin: '1ABC' },
+            private: true,
+            redact: { '/card': 'billing' },
+          }),
+        ]);
+        // Same bytes split differently between tenant, topic and key: other slots.
+        await broker.append([
+          draft('s1', { tenant: 'x', topics: ['y:z'], key: 'k' }),
+          draft('s2', { tenant: 'x:y', topics: ['z'], key: 'k' }),
+          draft('s3', { tenant: 'x', topics: ['y'], key: 'z:k' }),
+        ]);
+        assert.deepEqual(await slots(broker, 'acme'), [
+          'tiles/1 msrp m1',
+          'tiles/1 score a3',
+          'tiles/2 score b1',
+        ]);
+        assert.deepEqual(await slots(broker, 'globex'), ['tiles/1 score g1']);
+        assert.deepEqual(await slots(broker, 'x'), ['y z:k s3', 'y:z k s1']);
+        assert.deepEqual(await slots(broker, 'x:y'), ['z k s2']);
+        assert.deepEqual(await slots(broker, 'initech'), []);
+        const stored = (await keeper(broker).latest('acme', 10)).events.find((event) => event.data === 'a3');
+        assert.ok(stored && last);
+        for (const field of [
+          'id',
+          'pos',
+          'topics',
+          'type',
+          'tags',
+          'private',
+          'redact',
+          'tenant',
+          'key',
+          'time',
+        ]) {
+          assert.deepEqual(
+            (stored as unknown as Record<string, unknown>)[field],
+            (last as unknown as Record<string, unknown>)[field],
+            field,
+          );
+        }
+        assert.equal(stored.frame, undefined);
+        const some = await keeper(broker).latest('acme', 2);
+        assert.equal(some.events.length, 2);
+        assert.equal(some.complete, false);
+      },
+    );
+
+    withLog(
+      'latest: past latestMaxKeys the slot updated longest ago is evicted, whichever tenant it is',
+      { latestMaxKeys: 3 },
+      async (log) => {
+        const { broker } = await feeding(log);
+        assert.equal(keeper(broker).latestMaxKeys, 3);
+        await broker.append([draft('1', { tenant: 'acme', key: 'k1' })]);
+        await broker.append([draft('2', { tenant: 'globex', key: 'k2' })]);
+        await broker.append([draft('3', { tenant: 'acme', key: 'k3' })]);
+        await broker.append([draft('1b', { tenant: 'acme', key: 'k1' })]);
+        await broker.append([draft('4', { tenant: 'acme', key: 'k4' })]);
+        assert.deepEqual(await slots(broker, 'acme'), ['t k1 1b', 't k3 3', 't k4 4']);
+        assert.deepEqual(await slots(broker, 'globex'), []);
+        // In one batch too: the batch's last write of a slot wins, and the bound holds.
+        await broker.append([
+          draft('5', { tenant: 'acme', key: 'k5' }),
+          draft('6', { tenant: 'acme', key: 'k6' }),
+          draft('5b', { tenant: 'acme', key: 'k5' }),
+        ]);
+        assert.deepEqual(await slots(broker, 'acme'), ['t k4 4', 't k5 5b', 't k6 6']);
+      },
+    );
+
+    withLog('latest: the value outlives the log that held its event', { maxEvents: 5 }, async (log) => {
+      const { broker } = await feeding(log);
+      const [kept] = await broker.append([draft('tile', { key: 'k' })]);
+      for (let i = 0; i < 10; i++) await broker.append([draft(`other ${i}`)]);
+      const last = (await broker.read(null, (await broker.history()).newestId ?? '', 100)).at(-1);
+      assert.ok(last);
+      assert.ok(
+        !ids(await broker.read(null, last.pos, 100)).includes(kept?.id ?? ''),
+        'trimmed from the log',
+      );
+      const { events } = await keeper(broker).latest('', 10);
+      assert.deepEqual(ids(events), [kept?.id]);
+      assert.equal(events[0]?.pos, kept?.pos);
+    });
+
+    withLog(
+      'latestMaxKeys 0: no latest values, and no ability to ask for them',
+      { latestMaxKeys: 0 },
+      async (log) => {
+        const { broker } = await feeding(log);
+        await broker.append([draft('a', { key: 'k' })]);
+        assert.equal(latestKeeperOf(broker), undefined);
+        assert.ok(backwardReaderOf(broker), 'reading backwards is not affected');
+      },
+    );
+
+    withLog('latest: appends racing on one key keep the one latest in the log', {}, async (log) => {
+      const nodes = backend.shared ? [await feeding(log), await feeding(log)] : [await feeding(log)];
+      const appended: HeraldEvent[] = [];
+      await Promise.all(
+        Array.from({ length: 50 }, async (_, i) => {
+          const node = nodes[i % nodes.length] as (typeof nodes)[number];
+          appended.push(...(await node.broker.append([draft(`v${i}`, { key: 'race' })])));
+        }),
+      );
+      const newest = appended.reduce((a, b) =>
+        (nodes[0] as (typeof nodes)[number]).broker.compare(a.pos, b.pos) < 0 ? b : a,
+      );
+      for (const node of nodes) {
+        const { events } = await keeper(node.broker).latest('', 10);
+        assert.deepEqual(
+          events.map((event) => [event.pos, event.data]),
+          [[newest.pos, newest.data]],
+        );
+      }
     });
 
     if (!backend.shared) return;

@@ -26,6 +26,7 @@ brokerContract({
           const jsm = await jetstreamManager(admin);
           await jsm.streams.delete(stream).catch(() => {});
           await jsm.streams.delete(`KV_${stream}_IDS`).catch(() => {});
+          await jsm.streams.delete(`KV_${stream}_LATEST`).catch(() => {});
         } finally {
           await admin.close();
         }

@@ -1,7 +1,15 @@
 import type { Duplex } from 'node:stream';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth } from '../../core/log.ts';
+import type {
+  BackwardReading,
+  Broker,
+  HistoryStats,
+  LatestEvents,
+  LatestKeeping,
+  Location,
+  LogHealth,
+} from '../../core/log.ts';
 import { toEvent } from '../codec.ts';
 import { compareMemoryPositions, type MemoryBroker } from '../memory/broker.ts';
 
@@ -24,7 +32,7 @@ import { compareMemoryPositions, type MemoryBroker } from '../memory/broker.ts';
  * or `{"f":[events]}`: everything appended by any worker since the last batch, in log order.
  */
 
-type Operation = 'start' | 'append' | 'locate' | 'read' | 'history' | 'health';
+type Operation = 'start' | 'append' | 'locate' | 'read' | 'readBack' | 'latest' | 'history' | 'health';
 
 interface Request {
   readonly n: number;
@@ -138,7 +146,8 @@ export class LogServer {
         // What is already batched precedes the head given to this worker: it must not get it too.
         this.flush();
         this.fed.add(stream);
-        return this.head ?? initial;
+        // The worker learns the bound here, so that `latestKeeperOf` answers without a round trip.
+        return [this.head ?? initial, broker.latestMaxKeys];
       }
       case 'append': {
         // Only positions go back: the worker already holds the drafts.
@@ -152,6 +161,14 @@ export class LogServer {
       case 'read': {
         const [after, until, limit] = argument as [string | null, string, number];
         return broker.read(after, until, limit);
+      }
+      case 'readBack': {
+        const [until, limit, exclusive] = argument as [string, number, boolean];
+        return broker.readBack(until, limit, exclusive);
+      }
+      case 'latest': {
+        const [tenant, limit] = argument as [string, number];
+        return broker.latest(tenant, limit);
       }
       case 'history':
         return broker.history();
@@ -190,8 +207,10 @@ export class LogServer {
  * A worker's side: the `Broker` the worker's hub uses, answered by the primary's `LogServer`.
  * Positions are the memory broker's, so comparing them needs no round trip.
  */
-export class IpcBroker implements Broker {
+export class IpcBroker implements Broker, BackwardReading, LatestKeeping {
   readonly kind = 'memory';
+  /** The primary's bound, told when the feed starts; 0 until then. */
+  latestMaxKeys = 0;
   private readonly stream: Duplex;
   private readonly calls = new Map<
     number,
@@ -212,7 +231,9 @@ export class IpcBroker implements Broker {
   async start(feed: (events: readonly HeraldEvent[]) => void): Promise<string> {
     // Set before asking: the pipe is ordered, so no batch can arrive ahead of the answer.
     this.feed = feed;
-    return (await this.call('start')) as string;
+    const [head, latestMaxKeys] = (await this.call('start')) as [string, number];
+    this.latestMaxKeys = latestMaxKeys;
+    return head;
   }
 
   async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
@@ -227,6 +248,19 @@ export class IpcBroker implements Broker {
   async read(after: string | null, until: string, limit: number): Promise<HeraldEvent[]> {
     const events = (await this.call('read', [after, until, limit])) as WireEvent[];
     return events.map(revive);
+  }
+
+  async readBack(until: string, limit: number, exclusive: boolean): Promise<HeraldEvent[]> {
+    const events = (await this.call('readBack', [until, limit, exclusive])) as WireEvent[];
+    return events.map(revive);
+  }
+
+  async latest(tenant: string, limit: number): Promise<LatestEvents> {
+    const { events, complete } = (await this.call('latest', [tenant, limit])) as {
+      events: WireEvent[];
+      complete: boolean;
+    };
+    return { events: events.map(revive), complete };
   }
 
   compare(a: string, b: string): number {

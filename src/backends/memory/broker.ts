@@ -1,8 +1,18 @@
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth } from '../../core/log.ts';
+import type {
+  BackwardReading,
+  Broker,
+  HistoryStats,
+  LatestEvents,
+  LatestKeeping,
+  Location,
+  LogHealth,
+} from '../../core/log.ts';
 import { chosenIdKey, toEvent } from '../codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
+import { latestMaxKeysOf } from '../latest.ts';
+import { LatestSlots } from './latest.ts';
 
 export { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../history.ts';
 
@@ -11,6 +21,8 @@ export interface MemoryBrokerOptions {
   readonly maxEvents?: number;
   /** How long an event is kept for replay, in ms. Default 24 h. */
   readonly maxAgeMs?: number;
+  /** Latest values per (tenant, topic, key) kept, across tenants; 0: none. Default 10 000. */
+  readonly latestMaxKeys?: number;
 }
 
 // Digits, a dash, digits: the shape every broker's positions share, which chosen ids may not take.
@@ -25,8 +37,9 @@ const POSITION = /^(\d{1,16})-(\d{1,16})$/;
  * everything in the current epoch, so a client coming back with one gets the whole current
  * history (after a `herald.gap`, since what the old process held is gone).
  */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
   readonly kind = 'memory';
+  readonly latestMaxKeys: number;
   private readonly epoch: string;
   private readonly epochValue: number;
   private readonly maxEvents: number;
@@ -39,10 +52,14 @@ export class MemoryBroker implements Broker {
   private readonly chosenIds = new Map<string, number>();
   private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  /** Undefined when `latestMaxKeys` is 0: keyed appends then cost what unkeyed ones do. */
+  private readonly slots: LatestSlots | undefined;
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
     this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
+    this.latestMaxKeys = latestMaxKeysOf(options.latestMaxKeys);
+    this.slots = this.latestMaxKeys > 0 ? new LatestSlots(this.latestMaxKeys) : undefined;
     this.epochValue = Date.now();
     this.epoch = String(this.epochValue);
   }
@@ -80,6 +97,7 @@ export class MemoryBroker implements Broker {
       if (evicted !== undefined) this.forget(evicted);
       this.ring[slot] = event;
       if (draft.id !== undefined) this.chosenIds.set(chosenIdKey(draft.tenant, draft.id), seq);
+      if (draft.key !== undefined) this.slots?.keep(event);
       events.push(event);
     }
     this.first = Math.max(this.first, this.last - this.maxEvents + 1);
@@ -116,6 +134,21 @@ export class MemoryBroker implements Broker {
       if (event !== undefined) events.push(event);
     }
     return events;
+  }
+
+  async readBack(until: string, limit: number, exclusive: boolean): Promise<HeraldEvent[]> {
+    this.trimByAge(Date.now());
+    const from = Math.min(this.seqOf(until) - (exclusive ? 1 : 0), this.last);
+    const events: HeraldEvent[] = [];
+    for (let seq = from; seq >= this.first && events.length < limit; seq--) {
+      const event = this.ring[seq % this.maxEvents];
+      if (event !== undefined) events.push(event);
+    }
+    return events;
+  }
+
+  async latest(tenant: string, limit: number): Promise<LatestEvents> {
+    return this.slots?.latest(tenant, limit) ?? { events: [], complete: true };
   }
 
   compare(a: string, b: string): number {

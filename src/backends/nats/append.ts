@@ -3,6 +3,7 @@ import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import { toEvent } from '../codec.ts';
 import { isNoLog, LogMissing, unavailable } from './failures.ts';
 import { type Claim, claim, keyOf, release } from './ids.ts';
+import type { LatestBucket, Stored } from './latest.ts';
 import type { Link } from './stream.ts';
 
 /** How long an append waits for JetStream's acknowledgement before answering 503. */
@@ -16,6 +17,8 @@ export interface AppendTarget {
   readonly onError: (error: unknown, context: string) => void;
   /** Told the last sequence stored: a log made anew starts past it. */
   readonly saw: (seq: number) => void;
+  /** Where keyed events' latest values go; undefined when none are kept. */
+  readonly latest: LatestBucket | undefined;
 }
 
 /**
@@ -93,7 +96,18 @@ export async function appendOnce(
       ),
     );
   });
-  await Promise.all([...recorded, reused, release(link.ids, released, log.onError)]);
+  // Each stored keyed event becomes its slot's latest value, after its ack (not atomic: latest.ts).
+  let kept: Promise<void> | undefined;
+  if (log.latest !== undefined) {
+    const stored: Stored[] = [];
+    drafts.forEach((draft, i) => {
+      const ack = acks[i] as PromiseSettledResult<{ seq: number }>;
+      if (draft.key === undefined || ack.status !== 'fulfilled') return;
+      stored.push({ draft, body: bodies[i] as string, seq: ack.value.seq });
+    });
+    if (stored.length > 0) kept = log.latest.keep(link, stored);
+  }
+  await Promise.all([...recorded, reused, release(link.ids, released, log.onError), kept]);
 
   const failed = acks.findIndex((ack) => ack.status === 'rejected');
   if (failed !== -1 && acks.every((ack) => ack.status === 'rejected' && isNoLog(ack.reason))) {

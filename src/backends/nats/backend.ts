@@ -8,10 +8,10 @@ export const nats: Backend = {
   schemes: ['nats'],
   example: 'nats://host:port',
   packages: ['@nats-io/transport-node', '@nats-io/jetstream', '@nats-io/kv'],
-  broker: async ({ url, stream, ...history }) => {
+  broker: async ({ url, stream, ...limits }) => {
     const { NatsBroker } = await import('./broker.ts');
     // Several servers of a cluster: `nats://a:4222,nats://b:4222`. JetStream names are upper case.
-    return new NatsBroker({ servers: url.split(','), stream: stream.toUpperCase(), ...history });
+    return new NatsBroker({ servers: url.split(','), stream: stream.toUpperCase(), ...limits });
   },
   bridge: {
     pattern: subjectPattern,

@@ -1,18 +1,29 @@
 import type { StoredMsg, StreamInfo } from '@nats-io/jetstream';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth, PersistenceReporting } from '../../core/log.ts';
+import type {
+  BackwardReading,
+  Broker,
+  HistoryStats,
+  LatestEvents,
+  LatestKeeping,
+  Location,
+  LogHealth,
+  PersistenceReporting,
+} from '../../core/log.ts';
 import { chosenIdKey, decodeEvent, encodeDraft } from '../codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
+import { latestMaxKeysOf } from '../latest.ts';
 import { withTimeout } from '../with-timeout.ts';
 import { type AppendTarget, appendOnce } from './append.ts';
 import { natsConnection } from './client.ts';
 import { duplicate, isApiError, LogMissing, message, unavailable } from './failures.ts';
 import { NatsFeed } from './feed.ts';
 import { checkChosenId, keyOf, MAX_ID_BYTES } from './ids.ts';
+import { LatestBucket } from './latest.ts';
 import { jetstreamManager, StorageType } from './library.ts';
 import { POSITION, seqOf, sequence, where } from './positions.ts';
-import { readPage } from './read.ts';
+import { readBackPage, readPage } from './read.ts';
 import { type Epoch, epochOf, type Link, LogStream } from './stream.ts';
 
 export interface NatsBrokerOptions {
@@ -20,13 +31,19 @@ export interface NatsBrokerOptions {
   readonly servers: string | string[];
   /**
    * The JetStream stream that is the log. Default `HERALD`. Its subject is
-   * `<stream in lower case>.events`; the bucket of publisher-chosen ids is `<stream>_IDS`.
+   * `<stream in lower case>.events`; the bucket of publisher-chosen ids is `<stream>_IDS`, that
+   * of the latest values per key `<stream>_LATEST`.
    */
   readonly stream?: string;
   /** Events kept for replay (the stream's MaxMsgs). Default 10 000. */
   readonly maxEvents?: number;
   /** How long an event is kept for replay, in ms (the stream's MaxAge). Default 24 h. */
   readonly maxAgeMs?: number;
+  /**
+   * Latest values per (tenant, topic, key) kept, across tenants (the bucket's MaxMsgs); 0: none.
+   * Default 10 000. Written right after the append, not atomically with it (latest.ts).
+   */
+  readonly latestMaxKeys?: number;
   /** Problems that no caller is waiting for: a lost connection, a feed that had to restart. */
   readonly onError?: (error: unknown, context: string) => void;
 }
@@ -58,10 +75,12 @@ const HEALTH_TIMEOUT_MS = 1000;
  * with its own sequence, at the price of ids that name their stream. One subject is enough today.
  *
  * The parts: stream.ts (making the stream and its bucket), append.ts, ids.ts (chosen ids),
- * feed.ts (the live feed), positions.ts, failures.ts; client.ts makes the connection.
+ * latest.ts (latest values per key), feed.ts (the live feed), read.ts, positions.ts, failures.ts;
+ * client.ts makes the connection.
  */
-export class NatsBroker implements Broker, PersistenceReporting {
+export class NatsBroker implements Broker, BackwardReading, LatestKeeping, PersistenceReporting {
   readonly kind = 'nats';
+  readonly latestMaxKeys: number;
   private readonly servers: string | string[];
   private readonly stream: string;
   private readonly subject: string;
@@ -70,6 +89,7 @@ export class NatsBroker implements Broker, PersistenceReporting {
   private readonly onError: (error: unknown, context: string) => void;
   private readonly log: LogStream;
   private readonly tailer: NatsFeed;
+  private readonly latestBucket: LatestBucket | undefined;
   /** Where appends go, and what they tell this broker. */
   private readonly target: AppendTarget;
 
@@ -94,6 +114,9 @@ export class NatsBroker implements Broker, PersistenceReporting {
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
     this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
     this.onError = options.onError ?? (() => {});
+    this.latestMaxKeys = latestMaxKeysOf(options.latestMaxKeys);
+    this.latestBucket =
+      this.latestMaxKeys > 0 ? new LatestBucket(this.stream, this.latestMaxKeys, this.onError) : undefined;
     this.log = new LogStream(
       this.stream,
       { maxEvents: this.maxEvents, maxAgeMs: this.maxAgeMs },
@@ -109,6 +132,7 @@ export class NatsBroker implements Broker, PersistenceReporting {
       subject: this.subject,
       onError: this.onError,
       saw: (seq) => this.saw(seq),
+      latest: this.latestBucket,
     };
     this.tailer = new NatsFeed({
       stream: this.stream,
@@ -198,6 +222,25 @@ export class NatsBroker implements Broker, PersistenceReporting {
     try {
       const link = await this.ready();
       return await readPage(link, this.stream, { from, to, limit }, (message) => this.decode(message));
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async readBack(until: string, limit: number, exclusive: boolean): Promise<HeraldEvent[]> {
+    try {
+      const link = await this.ready();
+      const range = { until: seqOf(until), limit, exclusive };
+      return await readBackPage(link, this.stream, range, (message) => this.decode(message));
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async latest(tenant: string, limit: number): Promise<LatestEvents> {
+    if (this.latestBucket === undefined) return { events: [], complete: true };
+    try {
+      return await this.latestBucket.read(await this.ready(), tenant, limit);
     } catch (error) {
       throw unavailable(error);
     }
@@ -330,7 +373,10 @@ export class NatsBroker implements Broker, PersistenceReporting {
   private recover(link: Link): Promise<StreamInfo> {
     this.recovering ??= (async () => {
       const info = await this.log.ensureStream(link.jsm);
-      if (epochOf(info).id !== this.epoch?.id) link.ids = await this.log.openBucket(link.jsm, link.js);
+      if (epochOf(info).id !== this.epoch?.id) {
+        link.ids = await this.log.openBucket(link.jsm, link.js);
+        link.latest = undefined;
+      }
       this.learn(info);
       return info;
     })().finally(() => {

@@ -53,3 +53,20 @@ export async function readPage(
     link.jsm.consumers.delete(stream, info.name).catch(() => {});
   }
 }
+
+/**
+ * Up to `limit` events at or before `until` (before it when `exclusive`), newest first. Sequences
+ * of the log are contiguous, so the page is the `limit` sequences below `until`; a start below
+ * the oldest retained one starts at the oldest.
+ */
+export async function readBackPage(
+  link: Link,
+  stream: string,
+  range: { readonly until: number; readonly limit: number; readonly exclusive: boolean },
+  decode: (message: JsMsg) => HeraldEvent | undefined,
+): Promise<HeraldEvent[]> {
+  const to = range.until - (range.exclusive ? 1 : 0);
+  if (range.limit <= 0 || to < 1) return [];
+  const from = Math.max(1, to - range.limit + 1);
+  return (await readPage(link, stream, { from, to, limit: range.limit }, decode)).reverse();
+}

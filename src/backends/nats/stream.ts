@@ -27,6 +27,11 @@ export interface Link {
   readonly js: JetStreamClient;
   /** Opened again when the log is made anew: a wiped server lost the bucket with it. */
   ids: KV;
+  /**
+   * The bucket of latest values per key (latest.ts), opened at its first use, so that a log whose
+   * events have no keys has none. Forgotten when the log is made anew, as `ids` is opened again.
+   */
+  latest?: Promise<KV> | undefined;
 }
 
 /** What the stream's setup needs to know of the node that makes it. */

@@ -1,11 +1,22 @@
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
-import type { Broker, HistoryStats, Location, LogHealth, PersistenceReporting } from '../../core/log.ts';
+import type {
+  BackwardReading,
+  Broker,
+  HistoryStats,
+  LatestEvents,
+  LatestKeeping,
+  Location,
+  LogHealth,
+  PersistenceReporting,
+} from '../../core/log.ts';
 import { chosenIdKey, decodeEvent, encodeDraft, toEvent } from '../codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
+import { latestMaxKeysOf } from '../latest.ts';
 import { COMMAND_TIMEOUT_MS, message, RedisConnections } from './connections.ts';
 import { Epochs } from './epochs.ts';
 import { RedisFeed, type StreamEntry } from './feed.ts';
+import { RedisLatest } from './latest.ts';
 import { persistenceOf } from './persistence.ts';
 import { canonical, comparePositions } from './positions.ts';
 import { APPEND, TRIM, WHERE } from './scripts.ts';
@@ -15,15 +26,21 @@ export interface RedisBrokerOptions {
   readonly url: string;
   /**
    * Key prefix: the log is the stream `<stream>:log`, its epoch the hash `<stream>:epoch`, and a
-   * publisher-chosen id `<stream>:id:<chosenIdKey(tenant, id)>`. Default `herald`. On Redis
-   * Cluster use a hash tag (`{herald}`) so every key of a log, which one script touches at once,
-   * lives in one slot.
+   * publisher-chosen id `<stream>:id:<chosenIdKey(tenant, id)>`, the latest values per key
+   * `<stream>:latest:…` and `<stream>:latest-order`. Default `herald`. On Redis Cluster use a hash
+   * tag (`{herald}`) so every key of a log, which one script touches at once, lives in one slot:
+   * the append evicts latest values of hashes it cannot declare in advance.
    */
   readonly stream?: string;
   /** Events kept for replay (exact `MAXLEN` trimming on every append). Default 10 000. */
   readonly maxEvents?: number;
   /** How long an event is kept for replay, in ms, by Redis's clock. Default 24 h. */
   readonly maxAgeMs?: number;
+  /**
+   * Latest values per (tenant, topic, key) kept, across tenants; 0: none. Default 10 000. Written
+   * by the append's script, so atomically with the event.
+   */
+  readonly latestMaxKeys?: number;
   /**
    * Connection trouble, for the operator's log; never thrown. Throttled: the first error of an
    * outage, then at most one per context every few seconds. Default: ignored.
@@ -48,10 +65,12 @@ const HEALTH_TIMEOUT_MS = 1000;
  * the next. `locate` answers `reset` for a position before the current epoch.
  *
  * The parts: scripts.ts (the Lua), connections.ts (the two connections and their 503s),
- * epochs.ts, feed.ts (the live tail), persistence.ts (the warning at start), positions.ts.
+ * epochs.ts, feed.ts (the live tail), latest.ts (latest values per key), persistence.ts (the
+ * warning at start), positions.ts.
  */
-export class RedisBroker implements Broker, PersistenceReporting {
+export class RedisBroker implements Broker, BackwardReading, LatestKeeping, PersistenceReporting {
   readonly kind = 'redis';
+  readonly latestMaxKeys: number;
   private readonly url: string;
   private readonly logKey: string;
   private readonly epochKey: string;
@@ -62,6 +81,7 @@ export class RedisBroker implements Broker, PersistenceReporting {
   private readonly connections: RedisConnections;
   private readonly epochs = new Epochs();
   private readonly tailer: RedisFeed;
+  private readonly slots: RedisLatest;
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private lastAgeTrim = 0;
 
@@ -72,10 +92,12 @@ export class RedisBroker implements Broker, PersistenceReporting {
     this.logKey = `${stream}:log`;
     this.epochKey = `${stream}:epoch`;
     this.idPrefix = `${stream}:id:`;
+    this.latestMaxKeys = latestMaxKeysOf(options.latestMaxKeys);
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
     this.maxAgeMs = positive(options.maxAgeMs ?? DEFAULT_HISTORY_MAX_AGE_MS, 'history max age');
     this.onError = options.onError ?? (() => {});
     this.connections = new RedisConnections(options.url, this.onError);
+    this.slots = new RedisLatest(stream, this.latestMaxKeys, this.connections);
     this.tailer = new RedisFeed({
       connections: this.connections,
       epochs: this.epochs,
@@ -109,7 +131,7 @@ export class RedisBroker implements Broker, PersistenceReporting {
 
   async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
     if (drafts.length === 0) return [];
-    const keys = [this.logKey, this.epochKey];
+    const keys = [this.logKey, this.epochKey, this.slots.orderKey];
     /** The chosen id of each key of KEYS (1-based, as the script answers). */
     const named = new Map<number, string>();
     const taken = new Set<string>();
@@ -120,6 +142,9 @@ export class RedisBroker implements Broker, PersistenceReporting {
       String(this.maxEvents),
       String(this.maxAgeMs),
       trimByAge ? '1' : '0',
+      String(this.latestMaxKeys),
+      this.slots.prefix,
+      String(drafts.length),
     ];
     for (const draft of drafts) {
       args.push(encodeDraft(draft));
@@ -137,6 +162,7 @@ export class RedisBroker implements Broker, PersistenceReporting {
       named.set(index, draft.id);
       args.push(String(draft.reuseId === true ? -index : index));
     }
+    this.slots.addSlots(drafts, keys, args);
     const reply = await this.connections.run(APPEND, keys, args, 'append');
     if (trimByAge) this.lastAgeTrim = now;
     if (!Array.isArray(reply) || reply.length !== (reply[0] === 0 ? 2 : drafts.length + 3)) {
@@ -185,6 +211,20 @@ export class RedisBroker implements Broker, PersistenceReporting {
       }),
     );
     return this.decode(entries);
+  }
+
+  async readBack(until: string, limit: number, exclusive: boolean): Promise<HeraldEvent[]> {
+    const end = canonical(until);
+    if (end === undefined || limit <= 0) return [];
+    // One round trip a page, newest first, down to whatever trimming left.
+    const entries = await this.connections.call('read', () =>
+      this.connections.client.xRevRange(this.logKey, exclusive ? `(${end}` : end, '-', { COUNT: limit }),
+    );
+    return this.decode(entries);
+  }
+
+  latest(tenant: string, limit: number): Promise<LatestEvents> {
+    return this.slots.read(tenant, limit);
   }
 
   compare(a: string, b: string): number {

@@ -93,16 +93,34 @@ end
  * A chosen id is taken while the entry it names is in the stream: its key outlives the entry
  * when the entry was trimmed by count or belonged to a log that was lost.
  *
- * KEYS: the log, its epoch record, then one `<stream>:id:<chosenIdKey>` per chosen id.
- * ARGV: the epoch's four (see EPOCH_LUA), maxEvents, maxAgeMs, trim by age now ('1'|'0'), then
- * per draft: JSON, index in KEYS or '0' (negative: an id that may be reused, pointed at the new
- * entry whether taken or not).
+ * A draft with a key also becomes its slot's latest value (see `LatestKeeping` in core/log.ts),
+ * in the same script: one script at a time and entry ids that only grow mean the later event in
+ * the log always wins, whichever node appended it. A tenant's slots are the hash
+ * `<stream>:latest:<tenant bytes>:<tenant>`, field `<topic bytes>:<topic>:<key>`, value
+ * `<entry id> <JSON>`; the sorted set `<stream>:latest-order` scores every slot by when it was
+ * last updated (`<ms> * 1024 + <seq>`, exact in a double until the year 2245; past 1023 entries
+ * in one millisecond, ties fall back to member order), member `<tenant bytes>:<tenant><field>`.
+ * Past latestMaxKeys the lowest scores are evicted, across tenants. Lengths are in bytes, as Lua
+ * counts them. Keyed drafts are listed after all the drafts, so an append without keys does no
+ * more work than before the slots existed.
+ *
+ * An evicted slot's hash may be a key not in KEYS (another tenant's). That is safe only because
+ * every key of a log shares its hash tag on Redis Cluster, as the `stream` option requires.
+ *
+ * KEYS: the log, its epoch record, the latest order, then one `<stream>:id:<chosenIdKey>` per
+ * chosen id, then one hash per tenant with keyed drafts.
+ * ARGV: the epoch's four (see EPOCH_LUA), maxEvents, maxAgeMs, trim by age now ('1'|'0'),
+ * latestMaxKeys, the prefix `<stream>:latest:`, the number of drafts n; then per draft: JSON,
+ * index in KEYS or '0' (negative: an id that may be reused, pointed at the new entry whether taken
+ * or not); then per keyed draft: its number (1-based), the index of its tenant's hash in KEYS,
+ * its field.
  * Returns {1, epoch id, epoch start, entry ids…}, or {0, index in KEYS of the duplicate}.
  */
 const APPEND_SCRIPT = `${EPOCH_LUA}
 local log = KEYS[1]
 local id, start, last = epoch()
-for i = 8, #ARGV, 2 do
+local drafts = 11 + 2 * tonumber(ARGV[10])
+for i = 11, drafts - 1, 2 do
   local chosen = tonumber(ARGV[i + 1])
   if chosen > 0 then
     local pos = redis.call('GET', KEYS[chosen])
@@ -113,12 +131,35 @@ for i = 8, #ARGV, 2 do
 end
 local prev = last
 local ids = {1, id, start}
-for i = 8, #ARGV, 2 do
+for i = 11, drafts - 1, 2 do
   local entry = redis.call('XADD', log, 'MAXLEN', '=', ARGV[5], '*', 'e', ARGV[i], 'p', prev, 'z', id)
   local chosen = tonumber(ARGV[i + 1])
   if chosen ~= 0 then redis.call('SET', KEYS[math.abs(chosen)], entry, 'PX', ARGV[6]) end
   ids[#ids + 1] = entry
   prev = entry
+end
+if drafts <= #ARGV then
+  local prefix = #ARGV[9]
+  for i = drafts, #ARGV, 3 do
+    local n = tonumber(ARGV[i])
+    local entry = ids[3 + n]
+    local hash, field = KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
+    redis.call('HSET', hash, field, entry .. ' ' .. ARGV[9 + 2 * n])
+    local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
+    seq = tonumber(seq)
+    if seq > 1023 then seq = 1023 end
+    local score = string.format('%.0f', tonumber(ms) * 1024 + seq)
+    redis.call('ZADD', KEYS[3], score, string.sub(hash, prefix + 1) .. field)
+  end
+  local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[8])
+  if over > 0 then
+    local gone = redis.call('ZPOPMIN', KEYS[3], over)
+    for j = 1, #gone, 2 do
+      local bytes, rest = string.match(gone[j], '^(%d+):(.*)$')
+      bytes = tonumber(bytes)
+      redis.call('HDEL', ARGV[9] .. bytes .. ':' .. string.sub(rest, 1, bytes), string.sub(rest, bytes + 1))
+    end
+  end
 end
 if ARGV[7] == '1' then
   local now = redis.call('TIME')
