@@ -106,7 +106,7 @@ const nats: SharedBroker = {
         (async () => {
           const jsm = await jetstreamManager(nc, { timeout: TIMEOUT_MS });
           const name = stream.toUpperCase();
-          for (const each of [name, `KV_${name}_IDS`]) {
+          for (const each of [name, `KV_${name}_IDS`, `KV_${name}_LATEST`]) {
             await jsm.streams.delete(each).catch((error: unknown) => {
               // Absent (never created): nothing to remove.
               if (!/not found/i.test(String(error))) throw error;

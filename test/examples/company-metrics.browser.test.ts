@@ -28,6 +28,7 @@ after(async () => {
   const jsm = await jetstreamManager(nc);
   await jsm.streams.delete(STREAM).catch(() => {});
   await jsm.streams.delete(`KV_${STREAM}_IDS`).catch(() => {});
+  await jsm.streams.delete(`KV_${STREAM}_LATEST`).catch(() => {});
   await nc?.close();
 });
 

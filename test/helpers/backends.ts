@@ -50,6 +50,7 @@ export const BACKENDS: readonly Backend[] = [
         const name = stream.toUpperCase();
         await jsm.streams.delete(name).catch(() => {});
         await jsm.streams.delete(`KV_${name}_IDS`).catch(() => {});
+        await jsm.streams.delete(`KV_${name}_LATEST`).catch(() => {});
       } finally {
         await nc.close();
       }
