@@ -1,4 +1,4 @@
-import type { GapPayload } from '../core/protocol/system-events.ts';
+import type { GapPayload, HistoryPayload } from '../core/protocol/system-events.ts';
 import type { HeraldClientError } from './errors.ts';
 import type { LastEventIdStore } from './store.ts';
 
@@ -18,6 +18,17 @@ export interface HeraldMessage<T = unknown> {
   readonly raw: string;
 }
 
+/**
+ * An event of an event map as handlers get it: its `type` names one of `K`, and tells its `data`
+ * apart (an `on('*')` handler narrows with `if (message.type === 'msrp')`).
+ */
+export type EventMessage<
+  Events extends Record<string, unknown>,
+  K extends keyof Events & string = keyof Events & string,
+> = {
+  [T in K]: HeraldMessage<Events[T]> & { readonly type: T };
+}[K];
+
 export interface StatusChange {
   readonly status: ClientStatus;
   /** Why: the server's detail for a refusal, `polling` when open over long polling, etc. */
@@ -28,6 +39,16 @@ export interface StatusChange {
 
 /** `herald.gap`: events may have been missed, re-fetch the state they describe. */
 export type GapInfo = GapPayload;
+
+/** `herald.history`: the history asked for (`rewind`, `since`, `snapshot`) has been delivered; live events follow. */
+export type HistoryInfo = HistoryPayload;
+
+/** What `subscribe()`, `unsubscribe()` and `setFilter()` change: topics, event types, tags. */
+export interface FilterChange {
+  topics?: string | readonly string[];
+  types?: string | readonly string[];
+  tags?: Readonly<Record<string, string | readonly string[]>>;
+}
 
 export interface ClientOptions {
   /** The hub's base URL (`https://hub.example.com`, or `/realtime` relative to the page). */
@@ -51,6 +72,16 @@ export interface ClientOptions {
    * up in logs and history: only when fetch streaming is not an option.
    */
   transport?: 'fetch' | 'eventsource';
+  /**
+   * Start with the last N matching events, then live. Like `since` and `snapshot`, asked for only
+   * by a connection with no id to resume from; when any of the three is set, a stored id is not
+   * used at creation (a reloaded page needs its state again, not a resume).
+   */
+  rewind?: number;
+  /** Start with the events since then: a Date, epoch ms, an ISO time with a zone, or a duration (`5m`). */
+  since?: string | number | Date;
+  /** Start with the latest event of every key the subscription matches, then live. */
+  snapshot?: 'latest';
   /** Where the last event id is kept across reloads; `null` for nowhere. Default: sessionStorage in a browser, memory otherwise. */
   store?: LastEventIdStore | null;
   /** The store key. Default: derived from the URL, topics, types and tags. */
@@ -85,18 +116,35 @@ export interface HeraldClient<Events extends Record<string, unknown> = Record<st
   readonly mode: 'stream' | 'poll';
   /** The topic selectors the client wants (what the next connection asks for). */
   readonly topics: readonly string[];
+  /** The event types it wants; empty for every type. */
+  readonly types: readonly string[];
+  /** The tags it wants, by name; empty for any tag. */
+  readonly tags: Readonly<Record<string, readonly string[]>>;
   /**
    * Calls `handler` for every event of `type` (`*`: every event but `herald.*`; a hub notice such
    * as `herald.stats` only by its own type). Returns the unsubscribe.
    */
-  on<K extends keyof Events & string>(type: K, handler: Handler<HeraldMessage<Events[K]>>): () => void;
-  on(type: '*', handler: Handler<HeraldMessage<Events[keyof Events]>>): () => void;
+  on<K extends keyof Events & string>(type: K, handler: Handler<EventMessage<Events, K>>): () => void;
+  on(type: '*', handler: Handler<EventMessage<Events>>): () => void;
+  /** A hub notice (no published event has a `herald.` type, so an event map never names one). */
+  on(type: `herald.${string}`, handler: Handler<HeraldMessage<unknown>>): () => void;
   onStatus(handler: Handler<StatusChange>): () => void;
   onGap(handler: Handler<GapInfo>): () => void;
-  /** Adds topics to the open stream (`POST /v1/subscriptions`); later connections ask for them too. */
-  subscribe(topics: string | readonly string[]): Promise<void>;
-  /** Removes topics from the open stream and from later connections. */
-  unsubscribe(topics: string | readonly string[]): Promise<void>;
+  /** Called once the history asked for (`rewind`, `since`, `snapshot`) has been delivered. */
+  onHistory(handler: Handler<HistoryInfo>): () => void;
+  /**
+   * Adds topics (a string or a list), or types and tag values, to the open stream
+   * (`POST /v1/subscriptions`); later connections ask for them too. Types or tag values added
+   * to a stream that takes every type (or any value of that tag) change nothing.
+   */
+  subscribe(change: string | readonly string[] | FilterChange): Promise<void>;
+  /**
+   * Removes topics, or types and tag values, from the open stream and from later connections.
+   * Removing a stream's last type or tag value, or from one that takes them all, is refused (400).
+   */
+  unsubscribe(change: string | readonly string[] | FilterChange): Promise<void>;
+  /** Replaces the types (`[]`: every type) and/or the tags (`{}`: any tag) of the open stream and later connections. */
+  setFilter(filter: Pick<FilterChange, 'types' | 'tags'>): Promise<void>;
   /** Ends the connection and every timer and listener. The client cannot be reopened. */
   close(): void;
 }

@@ -1,10 +1,12 @@
 import type {
   ClientOptions,
   ClientStatus,
+  FilterChange,
   GapInfo,
   Handler,
   HeraldClient,
   HeraldMessage,
+  HistoryInfo,
   StatusChange,
 } from './api.ts';
 import { backoffDelay } from './backoff.ts';
@@ -14,7 +16,7 @@ import { poll } from './polling.ts';
 import { type Connection, emit, type Session } from './session.ts';
 import { defaultStore } from './store.ts';
 import { nativeEventSource, stream } from './stream.ts';
-import { change } from './subscriptions.ts';
+import { change, listOf } from './subscriptions.ts';
 import { createWatchdog } from './watchdog.ts';
 
 const EMPTY_STREAMS_BEFORE_POLLING = 3;
@@ -27,8 +29,9 @@ const parseData = (raw: string): unknown => {
   }
 };
 
-const listOf = (topics: string | readonly string[]): string[] =>
-  typeof topics === 'string' ? [topics] : [...topics];
+/** A list of topics is a change of topics. */
+const changeOf = (given: string | readonly string[] | FilterChange): FilterChange =>
+  typeof given === 'string' || Array.isArray(given) ? { topics: given as string[] } : (given as FilterChange);
 
 /**
  * Creates a client and starts connecting. This is the connection's lifecycle: which connection to
@@ -38,7 +41,7 @@ const listOf = (topics: string | readonly string[]): string[] =>
 export function createClient<Events extends Record<string, unknown> = Record<string, unknown>>(
   options: ClientOptions,
 ): HeraldClient<Events> {
-  const { types = [], tags = {}, heartbeatMs = 15_000, probeMs = 60_000, parse = parseData } = options;
+  const { heartbeatMs = 15_000, probeMs = 60_000, parse = parseData, rewind, since, snapshot } = options;
   const { initialMs = 500, maxMs = 30_000 } = options.backoff ?? {};
   const eventSource = options.transport === 'eventsource';
   const autoPolling = options.polling !== 'never' && !eventSource;
@@ -47,23 +50,34 @@ export function createClient<Events extends Record<string, unknown> = Record<str
   // Relative to the page; always ends with one slash, so `v1/events` resolves below it.
   const root = `${new URL(options.url, global.location?.href)}`.replace(/\/*$/, '/');
 
-  const queryOf = (topics: readonly string[]): string => {
+  const queryOf = (topics: readonly string[], types: readonly string[], tags: Session['tags']): string => {
     const params = new URLSearchParams();
     for (const topic of topics) params.append('topic', topic);
     for (const type of types) params.append('type', type);
     if (options.tenant !== undefined) params.append('tenant', options.tenant);
     for (const [name, values] of Object.entries(tags)) {
-      for (const value of listOf(values)) params.append(`tag.${name}`, value);
+      for (const value of values) params.append(`tag.${name}`, value);
     }
     return `${params}`;
   };
 
+  // The history to start with: asked for by a connection with no id to resume from.
+  const history = new URLSearchParams();
+  if (rewind !== undefined) history.set('rewind', `${rewind}`);
+  if (since !== undefined) history.set('since', since instanceof Date ? since.toISOString() : `${since}`);
+  if (snapshot) history.set('snapshot', snapshot);
+  const start = `${history}` && `&${history}`;
+
   const topics = listOf(options.topics);
+  const types = listOf(options.types ?? []);
+  const tags: Session['tags'] = {};
+  for (const [name, values] of Object.entries(options.tags ?? {})) tags[name] = listOf(values);
   const store = options.store === undefined ? defaultStore() : options.store;
-  const storeKey = options.storeKey ?? `herald:${root}?${queryOf(topics)}`;
+  const storeKey = options.storeKey ?? `herald:${root}?${queryOf(topics, types, tags)}`;
   let lastEventId: string | undefined;
   try {
-    lastEventId = store?.get(storeKey) ?? undefined;
+    // A page that asks for history needs its state again on a reload, not a resume.
+    if (!start) lastEventId = store?.get(storeKey) ?? undefined;
   } catch {
     // A store that cannot be read is a store without an id.
   }
@@ -75,7 +89,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
   const session: Session = {
     options,
     root,
-    types,
+    start,
     credentials: options.withCredentials ? 'include' : 'same-origin',
     // Called as a plain function, as the application's fetch expects (a window.fetch called as
     // another object's method throws).
@@ -85,9 +99,14 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     connections: new Set<Connection>(),
     handlers: new Map(),
     gapHandlers: new Set<Handler<GapInfo>>(),
-    recent: new RecentIds(),
+    historyHandlers: new Set<Handler<HistoryInfo>>(),
+    // A history repeated after a drop is de-duplicated whole: the window holds all of it (10 000
+    // is the hub's default bound on a snapshot).
+    recent: new RecentIds(Math.max(1024, Number(rewind) | 0, snapshot ? 10_000 : 0)),
     watchdog: createWatchdog<Connection>(),
     topics,
+    types,
+    tags,
     lastEventId,
     connectionId: undefined,
     polling: false,
@@ -98,7 +117,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     retryHint: undefined,
     retryTimer: undefined,
     probeTimer: undefined,
-    query: () => queryOf(session.topics),
+    query: () => queryOf(session.topics, session.types, session.tags),
     remember(id) {
       session.lastEventId = id;
       try {
@@ -240,6 +259,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     session.handlers.clear();
     statusHandlers.clear();
     session.gapHandlers.clear();
+    session.historyHandlers.clear();
   };
 
   global.addEventListener?.('online', onOnline);
@@ -262,6 +282,12 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     get topics() {
       return session.topics;
     },
+    get types() {
+      return session.types;
+    },
+    get tags() {
+      return session.tags;
+    },
     on(type: string, handler: Handler<HeraldMessage<never>>) {
       const set = session.handlers.get(type) ?? new Set();
       session.handlers.set(type, set);
@@ -270,8 +296,10 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     },
     onStatus: (handler) => add(statusHandlers, handler),
     onGap: (handler) => add(session.gapHandlers, handler),
-    subscribe: (list) => change(session, 'subscribe', listOf(list)),
-    unsubscribe: (list) => change(session, 'unsubscribe', listOf(list)),
+    onHistory: (handler) => add(session.historyHandlers, handler),
+    subscribe: (given) => change(session, 'subscribe', changeOf(given)),
+    unsubscribe: (given) => change(session, 'unsubscribe', changeOf(given)),
+    setFilter: ({ types, tags }) => change(session, 'set', { types, tags }),
     close: () => {
       if (!session.closed) shut('closed by the application');
     },

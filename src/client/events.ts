@@ -3,6 +3,8 @@ import {
   type ConnectedPayload,
   GAP_EVENT,
   type GapPayload,
+  HISTORY_EVENT,
+  type HistoryPayload,
   REAUTH_EVENT,
   SYSTEM_EVENT_PREFIX,
 } from '../core/protocol/system-events.ts';
@@ -15,11 +17,14 @@ import type { SseEvent } from './sse-parser.ts';
  * that overlap deliver some ids twice); Herald's own (`herald.*`) steer the client.
  */
 
-/** Hands an event to its handlers, unless its id was already handled. */
-export const deliver = (session: Session, id: string, type: string, raw: string): void => {
+/**
+ * Hands an event to its handlers, unless its id was already handled. An event of `history` moves
+ * no resume point: a connection dropped before the history's end asks for all of it again.
+ */
+export const deliver = (session: Session, id: string, type: string, raw: string, history?: boolean): void => {
   if (id) {
     if (!session.recent.add(id)) return;
-    session.remember(id);
+    if (!history) session.remember(id);
   }
   let data: unknown;
   try {
@@ -38,7 +43,7 @@ export const deliver = (session: Session, id: string, type: string, raw: string)
 export const onEvent = (session: Session, connection: Connection, { id, type, data }: SseEvent): void => {
   if (connection.abort.signal.aborted) return;
   if (!type.startsWith(SYSTEM_EVENT_PREFIX)) {
-    deliver(session, id, type, data);
+    deliver(session, id, type, data, connection.history);
     return;
   }
   let payload: Record<string, unknown>;
@@ -51,6 +56,8 @@ export const onEvent = (session: Session, connection: Connection, { id, type, da
     const connected = payload as unknown as ConnectedPayload;
     connection.id = connected.connectionId;
     connection.secret = connected.secret;
+    // A stream that starts with history has no id yet (its `herald.history` gives it).
+    connection.history = !!connected.history;
     session.connectionId = connection.id;
     // Its id is where this stream resumes from. When that is what was sent, the client may
     // already be further on (the stream it replaces kept delivering): keep the later id.
@@ -62,6 +69,10 @@ export const onEvent = (session: Session, connection: Connection, { id, type, da
     session.setStatus('open');
     // The topics changed while this stream was being opened: open one with the new list.
     if (connection.query !== session.query()) session.resync();
+  } else if (type === HISTORY_EVENT) {
+    connection.history = false;
+    if (id) session.remember(id);
+    emit(session.historyHandlers, payload as unknown as HistoryPayload);
   } else if (type === GAP_EVENT) {
     emit(session.gapHandlers, payload as unknown as GapPayload);
   } else if (type === REAUTH_EVENT && !connection.renewing) {

@@ -2,12 +2,14 @@
  * `herald/client`: a Herald client for browsers and Node ≥ 22, with no dependency and no Node
  * built-in. Streams over fetch (token in a header), resumes with Last-Event-ID across reconnections
  * and page reloads, de-duplicates, watches the heartbeat, falls back to long polling behind a
- * buffering proxy.
+ * buffering proxy; starts from recent history or the latest value per key when asked to.
  */
 
 export type {
   ConnectedPayload,
   GapPayload,
+  HistoryKind,
+  HistoryPayload,
   ReauthPayload,
   ResumeGapReason,
   SystemEventPayloads,
@@ -16,13 +18,17 @@ export type {
 export type {
   ClientOptions,
   ClientStatus,
+  EventMessage,
+  FilterChange,
   GapInfo,
   HeraldClient,
   HeraldMessage,
+  HistoryInfo,
   StatusChange,
 } from './api.ts';
 export { backoffDelay, retryAfterMs } from './backoff.ts';
 export { createClient } from './client.ts';
 export { classify, type ErrorClass, HeraldClientError } from './errors.ts';
+export type { EventMap, EventType, PublishInputOf } from './event-map.ts';
 export { createParser, type SseEvent, type SseParser } from './sse-parser.ts';
 export { defaultStore, type LastEventIdStore, memoryStore } from './store.ts';

@@ -23,7 +23,7 @@ export const poll = async (session: Session, connection: Connection): Promise<vo
         session,
         'events/poll',
         session.query(),
-        `&wait=${wait}&limit=100${after ? `&after=${encodeURIComponent(after)}` : ''}`,
+        `&wait=${wait}&limit=100${after ? `&after=${encodeURIComponent(after)}` : session.start}`,
       ),
       { headers: headers(bearer), signal, cache: 'no-store', credentials: session.credentials },
     );
@@ -35,9 +35,10 @@ export const poll = async (session: Session, connection: Connection): Promise<vo
     if (batch.gap) emit(session.gapHandlers, { lastEventId: after ?? null, reason: batch.gap });
     for (const event of batch.events) {
       if (event.retry !== undefined) session.retryHint = event.retry;
-      deliver(session, event.id, event.type, event.data);
+      deliver(session, event.id, event.type, event.data, !!batch.history);
       if (signal.aborted) return;
     }
     if (batch.lastEventId) session.remember(batch.lastEventId);
+    if (batch.history) emit(session.historyHandlers, batch.history);
   }
 };

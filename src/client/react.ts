@@ -1,7 +1,9 @@
 /**
  * `herald/react`: one Herald connection per provider, read through hooks built on
  * `useSyncExternalStore`. Correct under StrictMode (one connection, not two), in server rendering
- * (no connection at all), and with handlers that change on every render (no resubscription).
+ * (no connection at all, and no browser global read), and with handlers that change on every
+ * render (no resubscription). `createHeraldHooks<Events>()` gives the same hooks typed by an event
+ * map (src/client/event-map.ts).
  */
 import {
   createContext,
@@ -16,15 +18,17 @@ import {
   useState,
   useSyncExternalStore,
 } from 'react';
-import type { ClientOptions, HeraldClient, HeraldMessage, StatusChange } from './api.ts';
+import type { ClientOptions, EventMessage, HeraldClient, HeraldMessage, StatusChange } from './api.ts';
+import type { EventMap, EventType } from './event-map.ts';
 import { type SharedClient, shareClient } from './shared.ts';
 
+export type { EventMap, EventType } from './event-map.ts';
 export type { SharedClient } from './shared.ts';
 export { shareClient } from './shared.ts';
 
 const HeraldContext = createContext<SharedClient | null>(null);
 
-export type HeraldProviderProps<Events extends Record<string, unknown> = Record<string, unknown>> = {
+export type HeraldProviderProps<Events extends EventMap = EventMap> = {
   readonly children?: ReactNode;
 } & (
   | {
@@ -40,12 +44,14 @@ export type HeraldProviderProps<Events extends Record<string, unknown> = Record<
 );
 
 /** Provides one Herald client to the tree below. Changing `options` later has no effect: change the provider's `key` instead. */
-export function HeraldProvider<Events extends Record<string, unknown> = Record<string, unknown>>(
+export function HeraldProvider<Events extends EventMap = EventMap>(
   props: HeraldProviderProps<Events>,
 ): ReactNode {
   const [shared] = useState(
     () => shareClient((props.client ?? props.options) as ClientOptions | HeraldClient) as SharedClient,
   );
+  // The children's effects run before this one: every hook below has its handler in place when
+  // the connection opens, so none misses the history (`rewind`, `snapshot`) it starts with.
   useEffect(() => shared.retain(), [shared]);
   return createElement(HeraldContext.Provider, { value: shared }, props.children);
 }
@@ -57,10 +63,19 @@ function useShared(): SharedClient {
 }
 
 /** The provider's client: `subscribe`, `unsubscribe`, `lastEventId`… The same object for the provider's life. */
-export function useHerald<
-  Events extends Record<string, unknown> = Record<string, unknown>,
->(): HeraldClient<Events> {
+export function useHerald<Events extends EventMap = EventMap>(): HeraldClient<Events> {
   return useShared().client as unknown as HeraldClient<Events>;
+}
+
+/** Keeps the latest value of a render where effects of the same commit and later events read it. */
+function useLatestRef<T>(value: T): { readonly current: T } {
+  const ref = useRef(value);
+  // Before any effect or event of this commit can read it; unlike useLayoutEffect, quiet in
+  // server rendering on React 18 too.
+  useInsertionEffect(() => {
+    ref.current = value;
+  });
+  return ref;
 }
 
 /**
@@ -72,18 +87,18 @@ export function useHeraldEvent<T = unknown>(
   handler: (message: HeraldMessage<T>) => void,
 ): void {
   const { client } = useShared();
-  const latest = useRef(handler);
-  // Before any effect or event of this commit can call it; unlike useLayoutEffect, quiet in
-  // server rendering on React 18 too.
-  useInsertionEffect(() => {
-    latest.current = handler;
-  });
-  useEffect(() => client.on(type, (message) => latest.current(message as HeraldMessage<T>)), [client, type]);
+  const latest = useLatestRef(handler);
+  useEffect(
+    () => client.on(type, (message) => latest.current(message as HeraldMessage<T>)),
+    [client, type, latest],
+  );
 }
 
 /**
  * The data of the latest event of `type` (undefined until one arrives), or what `select` makes of
- * it. `select` runs once per event, not once per render, unless it changes.
+ * it. `select` runs once per event, not once per render, unless it changes. Tracked by the provider
+ * from the first hook that asks for `type`: the history a connection starts with (`snapshot:
+ * 'latest'`) seeds it, and a component mounted later finds the value too.
  */
 export function useLatest<T = unknown, R = T>(
   type: string,
@@ -110,9 +125,108 @@ export function useLatest<T = unknown, R = T>(
   return useSyncExternalStore(subscribe, snapshot, snapshot);
 }
 
+export interface RecentEvents<M> {
+  /** The last `limit` events, oldest first (newest last), each once. */
+  readonly events: readonly M[];
+  /** Empties the list; events that arrive afterwards fill it again. */
+  clear(): void;
+}
+
+export interface RecentEventsOptions {
+  /** How many events are kept. Default 100. */
+  readonly limit?: number;
+}
+
+const NONE: readonly never[] = [];
+
+/**
+ * The last `limit` events of `type` (`*`: of every type) since the component mounted, oldest first:
+ * a feed, a log, a list of recent orders. A smaller `limit` on a later render trims the list.
+ */
+export function useHeraldEvents<T = unknown>(
+  type: string,
+  { limit = 100 }: RecentEventsOptions = {},
+): RecentEvents<HeraldMessage<T>> {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new RangeError(`useHeraldEvents: limit must be a whole number from 1, not ${limit}`);
+  }
+  const { client } = useShared();
+  const [events, setEvents] = useState<readonly HeraldMessage<T>[]>(NONE);
+  const bound = useLatestRef(limit);
+  useEffect(
+    () =>
+      client.on(type, (message) =>
+        setEvents((list) =>
+          // A provider's reconnect() opens a new client, whose history (`snapshot`) may repeat
+          // events already listed.
+          message.id && list.some((listed) => listed.id === message.id)
+            ? list
+            : [...list, message as HeraldMessage<T>].slice(-bound.current),
+        ),
+      ),
+    [client, type, bound],
+  );
+  const clear = useCallback(() => setEvents(NONE), []);
+  return useMemo(
+    () => ({ events: events.length > limit ? events.slice(-limit) : events, clear }),
+    [events, limit, clear],
+  );
+}
+
 /** The connection's status and why: `{ status: 'closed', reason: 'the token expired at …' }`. */
 export function useHeraldStatus(): StatusChange {
   const shared = useShared();
   const subscribe = useCallback((onChange: () => void) => shared.watchStatus(onChange), [shared]);
   return useSyncExternalStore(subscribe, shared.status, shared.status);
+}
+
+/**
+ * A function (the same one for the provider's life) that opens a new connection at once, resuming
+ * from the last event handled: a "Reconnect" button for a client closed on a refusal, or one that
+ * should not wait out its backoff. The provider must own its client (`options`), or be given one
+ * with a `reconnect()` method.
+ */
+export function useReconnect(): () => void {
+  const shared = useShared();
+  return useCallback(() => shared.reconnect(), [shared]);
+}
+
+/** The hooks typed by an event map: a misspelt type or a field the payload lacks is a compile error. */
+export interface HeraldHooks<Events extends EventMap> {
+  HeraldProvider(props: HeraldProviderProps<Events>): ReactNode;
+  useHerald(): HeraldClient<Events>;
+  useHeraldEvent<K extends EventType<Events>>(
+    type: K,
+    handler: (message: EventMessage<Events, K>) => void,
+  ): void;
+  useHeraldEvent(type: '*', handler: (message: EventMessage<Events>) => void): void;
+  useLatest<K extends EventType<Events>>(type: K): Events[K] | undefined;
+  useLatest<K extends EventType<Events>, R>(
+    type: K,
+    select: (data: Events[K], message: EventMessage<Events, K>) => R,
+  ): R | undefined;
+  useHeraldEvents<K extends EventType<Events>>(
+    type: K,
+    options?: RecentEventsOptions,
+  ): RecentEvents<EventMessage<Events, K>>;
+  useHeraldEvents(type: '*', options?: RecentEventsOptions): RecentEvents<EventMessage<Events>>;
+  useHeraldStatus(): StatusChange;
+  useReconnect(): () => void;
+}
+
+/**
+ * The hooks of this module, typed by `Events`: `const { useHeraldEvent, useLatest } =
+ * createHeraldHooks<Events>()` once, next to the event map. The same functions at run time, so
+ * typed and untyped hooks share one provider.
+ */
+export function createHeraldHooks<Events extends EventMap>(): HeraldHooks<Events> {
+  return {
+    HeraldProvider,
+    useHerald,
+    useHeraldEvent,
+    useLatest,
+    useHeraldEvents,
+    useHeraldStatus,
+    useReconnect,
+  } as HeraldHooks<Events>;
 }

@@ -1,4 +1,4 @@
-import type { ClientOptions, ClientStatus, GapInfo, Handler, HeraldMessage } from './api.ts';
+import type { ClientOptions, ClientStatus, GapInfo, Handler, HeraldMessage, HistoryInfo } from './api.ts';
 import type { RecentIds } from './dedup.ts';
 import type { HeraldClientError } from './errors.ts';
 import type { Watchdog } from './watchdog.ts';
@@ -12,7 +12,8 @@ export interface Session {
   readonly options: ClientOptions;
   /** The hub's base URL, ending with one slash, so `v1/events` resolves below it. */
   readonly root: string;
-  readonly types: readonly string[];
+  /** The history parameters (`&rewind=…`), sent by a connection with no id to resume from; '' for none. */
+  readonly start: string;
   readonly credentials: RequestCredentials;
   readonly fetch: typeof fetch;
   /** How long a connection may stay silent before the watchdog gives it up, ms. */
@@ -21,11 +22,16 @@ export interface Session {
   readonly connections: Set<Connection>;
   readonly handlers: Map<string, Set<Handler<HeraldMessage<never>>>>;
   readonly gapHandlers: Set<Handler<GapInfo>>;
+  readonly historyHandlers: Set<Handler<HistoryInfo>>;
   readonly recent: RecentIds;
   readonly watchdog: Watchdog<Connection>;
 
   /** The topic selectors the client wants (what the next connection asks for). */
   topics: string[];
+  /** The event types it wants; empty for every type. */
+  types: string[];
+  /** The tag values it wants, by name; a name left out takes any value. */
+  tags: Record<string, string[]>;
   lastEventId: string | undefined;
   /** The open stream's id (from `herald.connected`). */
   connectionId: string | undefined;
@@ -71,6 +77,8 @@ export interface Connection {
   id?: string;
   /** `herald.connected`'s secret: what proves a subscription change comes from this stream's holder. */
   secret?: string;
+  /** Delivering the history it asked for, until `herald.history`: its ids are no resume point. */
+  history?: boolean;
   /** Any byte received. */
   bytes?: boolean;
   /** Given up by the watchdog. */

@@ -1,4 +1,4 @@
-import { CONNECTED_EVENT, GAP_EVENT, REAUTH_EVENT } from '../core/protocol/system-events.ts';
+import { CONNECTED_EVENT, GAP_EVENT, HISTORY_EVENT, REAUTH_EVENT } from '../core/protocol/system-events.ts';
 import { HeraldClientError, problemOf } from './errors.ts';
 import { onEvent } from './events.ts';
 import { type Connection, endpoint, headers, type Session, tokenFor } from './session.ts';
@@ -18,15 +18,18 @@ export const stream = async (session: Session, connection: Connection): Promise<
   }
   const sent = session.lastEventId;
   connection.sent = sent;
-  const response = await session.fetch(endpoint(session, 'events', connection.query), {
-    headers: headers(
-      bearer,
-      sent ? { accept: 'text/event-stream', 'last-event-id': sent } : { accept: 'text/event-stream' },
-    ),
-    signal: connection.abort.signal,
-    cache: 'no-store',
-    credentials: session.credentials,
-  });
+  const response = await session.fetch(
+    endpoint(session, 'events', connection.query, sent ? '' : session.start),
+    {
+      headers: headers(
+        bearer,
+        sent ? { accept: 'text/event-stream', 'last-event-id': sent } : { accept: 'text/event-stream' },
+      ),
+      signal: connection.abort.signal,
+      cache: 'no-store',
+      credentials: session.credentials,
+    },
+  );
   if (!response.ok) throw await problemOf(response);
   const body = response.body;
   if (!body || !/^text\/event-stream/i.test(response.headers.get('content-type') ?? '')) {
@@ -65,9 +68,12 @@ export const nativeEventSource = async (session: Session, connection: Connection
   if (bearer) extra.set('access_token', bearer);
   if (connection.abort.signal.aborted) return;
   const Source = options.EventSource ?? EventSource;
-  const source = new Source(endpoint(session, 'events', connection.query, `&${extra}`), {
-    withCredentials: !!options.withCredentials,
-  });
+  const source = new Source(
+    endpoint(session, 'events', connection.query, `&${extra}${sent ? '' : session.start}`),
+    {
+      withCredentials: !!options.withCredentials,
+    },
+  );
   const listening = new Set<string>();
   // A native EventSource only dispatches the named types it is listening to.
   connection.listen = (type) => {
@@ -81,6 +87,7 @@ export const nativeEventSource = async (session: Session, connection: Connection
     'message',
     CONNECTED_EVENT,
     GAP_EVENT,
+    HISTORY_EVENT,
     REAUTH_EVENT,
     ...session.types,
     ...session.handlers.keys(),

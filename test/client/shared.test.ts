@@ -19,12 +19,14 @@ function fakeFactory() {
     const statusHandlers = new Set<(s: StatusChange) => void>();
     let status: StatusChange['status'] = 'connecting';
     let topics = [...options.topics];
+    let lastEventId: string | undefined;
     const record = {
       options,
       closed: false,
       subscribed: [] as string[][],
       emit(type: string, data: unknown) {
         const message = { id: String(Math.random()), type, data, raw: JSON.stringify(data) };
+        lastEventId = message.id;
         for (const handler of handlers.get(type) ?? []) handler(message);
       },
       status(change: StatusChange) {
@@ -37,12 +39,18 @@ function fakeFactory() {
       get status() {
         return status;
       },
-      lastEventId: undefined,
+      get lastEventId() {
+        return lastEventId;
+      },
       connectionId: undefined,
       mode: 'stream',
       get topics() {
         return topics;
       },
+      get types() {
+        return options.types ?? [];
+      },
+      tags: {},
       on(type: string, handler: (m: HeraldMessage) => void) {
         const set = handlers.get(type) ?? new Set();
         handlers.set(type, set);
@@ -54,6 +62,8 @@ function fakeFactory() {
         return () => void statusHandlers.delete(handler);
       },
       onGap: () => () => {},
+      onHistory: () => () => {},
+      async setFilter() {},
       async subscribe(list: string | readonly string[]) {
         record.subscribed.push([...list]);
         topics = [...new Set([...topics, ...list])];
@@ -168,5 +178,57 @@ describe('the provider store (no DOM)', () => {
     await tick();
     assert.equal(shared.client, own);
     assert.equal(created[0]?.closed, false);
+  });
+
+  test('reconnect(): a new client resuming from the last id, with every handler, and no `closed` heard', async () => {
+    const { create, created } = fakeFactory();
+    const shared = shareClient(options, create);
+    shared.reconnect(); // not mounted: nothing to renew
+    assert.equal(created.length, 0);
+    const got: unknown[] = [];
+    const statuses: string[] = [];
+    shared.client.on('score', (m) => got.push(m.data));
+    shared.client.onStatus((s) => statuses.push(s.status));
+    shared.watch('score', () => {});
+    shared.retain();
+    await shared.client.subscribe('b');
+    created[0]?.status({ status: 'open' });
+    created[0]?.emit('score', 1);
+    const last = shared.client.lastEventId;
+    shared.reconnect();
+    assert.equal(created.length, 2);
+    assert.equal(created[0]?.closed, true);
+    assert.equal(created[1]?.options.store?.get('any key'), last, 'it resumes where the last one was');
+    assert.deepEqual(created[1]?.options.topics, ['a', 'b']);
+    created[1]?.emit('score', 2);
+    created[0]?.emit('score', 'from the closed one');
+    assert.deepEqual(got, [1, 2]);
+    assert.deepEqual(shared.latest('score')?.data, 2);
+    assert.deepEqual(statuses, ['connecting', 'open', 'connecting']);
+  });
+
+  test("reconnect() with an application's client: its own reconnect(), or a clear refusal", () => {
+    const { create } = fakeFactory();
+    assert.throws(() => shareClient(create(options)).reconnect(), /owns the client/);
+    let reconnects = 0;
+    const own = Object.assign(create(options), { reconnect: () => void reconnects++ });
+    shareClient(own).reconnect();
+    assert.equal(reconnects, 1);
+  });
+
+  test('types and tags changed before the connection are the ones it opens with, by the rules of the client', async () => {
+    const { create, created } = fakeFactory();
+    const shared = shareClient({ ...options, tags: { dealerId: 'S1' } }, create);
+    await shared.client.subscribe({ types: 'score' }); // every type already: unchanged
+    assert.deepEqual(shared.client.types, []);
+    await shared.client.setFilter({ types: ['score', 'msrp'] });
+    await shared.client.subscribe({ tags: { dealerId: ['S2'], vin: 'V1' } }); // any vin already
+    await assert.rejects(shared.client.unsubscribe({ types: ['score', 'msrp'] }), /no filter/);
+    await shared.client.unsubscribe({ types: 'msrp' });
+    assert.deepEqual(shared.client.types, ['score']);
+    assert.deepEqual(shared.client.tags, { dealerId: ['S1', 'S2'] });
+    shared.retain();
+    assert.deepEqual(created[0]?.options.types, ['score']);
+    assert.deepEqual(created[0]?.options.tags, { dealerId: ['S1', 'S2'] });
   });
 });
