@@ -2,10 +2,19 @@ import { createJwtVerifier, type JwtOptions } from './auth/jwt.ts';
 import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
 import { MemoryBroker } from './backends/memory/broker.ts';
-import { MAX_TOPIC_LENGTH, type PublishInput } from './core/event.ts';
-import { DEFAULT_HUB_OPTIONS, Hub, type HubOptions, type TenantStats } from './core/hub.ts';
+import type { EventMap, PublishInputOf } from './client/event-map.ts';
+import { MAX_TOPIC_LENGTH } from './core/event.ts';
+import { EventFilter } from './core/filters.ts';
+import {
+  DEFAULT_HUB_OPTIONS,
+  Hub,
+  type HubSettings,
+  type LatestResult,
+  type TenantStats,
+} from './core/hub.ts';
 import type { Log } from './core/log.ts';
 import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
+import { parseSelectors } from './core/topics.ts';
 import { DASHBOARD_ROUTES } from './dashboard/routes.ts';
 import { StatsFeed } from './dashboard/stats-feed.ts';
 import type { HttpContext } from './http/context.ts';
@@ -22,11 +31,19 @@ import { metricsOf } from './observability/metrics.ts';
 import { metricsRoutes } from './observability/metrics-route.ts';
 import { type HeraldStats, NodeStats } from './observability/node-stats.ts';
 
-export interface HeraldOptions extends Partial<HubOptions> {
+export interface HeraldOptions extends HubSettings {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
   readonly broker?: Log;
-  /** History of the default memory broker. */
-  readonly history?: { readonly maxEvents?: number; readonly maxAgeMs?: number };
+  /**
+   * History of the default memory broker, and how many latest values per key it keeps
+   * (`latestMaxKeys`, default 10 000, 0: none). `maxAgeMs` also bounds how far back a stream's
+   * `since` may reach, unless `rewind.maxAgeMs` says otherwise.
+   */
+  readonly history?: {
+    readonly maxEvents?: number;
+    readonly maxAgeMs?: number;
+    readonly latestMaxKeys?: number;
+  };
   /** Largest request body, bytes. Default 4 MiB (a batch of events). */
   readonly maxBodyBytes?: number;
   /** Selectors in one subscription. Default 100. */
@@ -110,8 +127,9 @@ export interface HeraldOptions extends Partial<HubOptions> {
 /**
  * A hub with its broker, ready to be mounted: `nodeHandler(herald)`, `webHandler(herald)`,
  * the Fastify plugin, or `herald serve`. Publishing in-process is `await herald.publish(...)`.
+ * `Events` (see src/client/event-map.ts) types what `publish` accepts; untyped, anything goes.
  */
-export class Herald {
+export class Herald<Events extends EventMap = EventMap> {
   readonly hub: Hub;
   readonly broker: Log;
   readonly authenticate: Authenticator;
@@ -169,6 +187,9 @@ export class Herald {
             onError: (error: unknown, context: string) => logger.error({ err: error }, context),
           }),
       ...definedOnly(hub),
+      ...(history?.maxAgeMs === undefined
+        ? {}
+        : { rewind: { ...DEFAULT_HUB_OPTIONS.rewind, maxAgeMs: history.maxAgeMs, ...hub.rewind } }),
     });
     this.open = authenticate === undefined && auth === undefined;
     const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
@@ -246,15 +267,46 @@ export class Herald {
    * Publishes one event (resolves with its id) or a batch (resolves with the ids, in order),
    * with every right of the tenant given in the event (default `""`).
    */
-  publish(input: PublishInput): Promise<string>;
-  publish(inputs: readonly PublishInput[]): Promise<string[]>;
-  async publish(input: PublishInput | readonly PublishInput[]): Promise<string | string[]> {
+  publish(input: PublishInputOf<Events>): Promise<string>;
+  publish(inputs: readonly PublishInputOf<Events>[]): Promise<string[]>;
+  async publish(
+    input: PublishInputOf<Events> | readonly PublishInputOf<Events>[],
+  ): Promise<string | string[]> {
     if (Array.isArray(input)) {
       const events = await this.hub.publish(input, OPEN_PRINCIPAL);
       return events.map((event) => event.id);
     }
     const [event] = await this.hub.publish([input], OPEN_PRINCIPAL);
     return (event as { id: string }).id;
+  }
+
+  /**
+   * The latest event of every key that `query.topics` match (with its types and tags), for a page
+   * rendered on the server: what `GET /v1/latest` answers, in-process. Seen as `principal` sees it
+   * (its grants, its permissions for redacted fields), by default with every grant and no
+   * permission; of `tenant`, by default the principal's. Hand `lastEventId` to the page's client
+   * (`lastEventId`, with no `snapshot`) and its stream goes on from there with no gap and no
+   * duplicate.
+   */
+  latest(query: LatestQuery): Promise<LatestResult> {
+    const principal = query.principal ?? OPEN_PRINCIPAL;
+    const topics = typeof query.topics === 'string' ? [query.topics] : query.topics;
+    const tags = new Map(
+      Object.entries(query.tags ?? {}).map(([name, value]) => [
+        name,
+        typeof value === 'string' ? [value] : [...value],
+      ]),
+    );
+    return this.hub.latest(
+      {
+        tenant: query.tenant ?? principal.tenant,
+        selectors: parseSelectors(topics, this.maxTopicsPerSubscription),
+        filter: EventFilter.of(query.types ?? [], tags),
+        grants: principal.subscribe,
+        permissions: principal.permissions,
+      },
+      query.limit ?? this.hub.options.snapshot.maxEvents,
+    );
   }
 
   /** Every figure for an admin (the default); a tenant's own figures for anyone else. */
@@ -314,8 +366,24 @@ function warnOpenOnce(openToEveryone: boolean, logger: HeraldLogger | undefined)
   else process.emitWarning(message, { code: 'HERALD_OPEN_MODE' });
 }
 
-export function createHerald(options: HeraldOptions = {}): Herald {
-  return new Herald(options);
+/** What `herald.latest()` is asked for: the query of `GET /v1/latest`, in-process. */
+export interface LatestQuery {
+  /** Topics or URI templates, as `topic=` takes them. */
+  readonly topics: string | readonly string[];
+  readonly types?: readonly string[];
+  readonly tags?: Readonly<Record<string, string | readonly string[]>>;
+  /** Default: the principal's. */
+  readonly tenant?: string;
+  /** Whose grants and permissions apply. Default: every grant, no permission. */
+  readonly principal?: Principal;
+  /** The most events, the newest. Default: `snapshot.maxEvents` (10 000). */
+  readonly limit?: number;
+}
+
+export function createHerald<Events extends EventMap = EventMap>(
+  options: HeraldOptions = {},
+): Herald<Events> {
+  return new Herald<Events>(options);
 }
 
 export const DEFAULTS = DEFAULT_HUB_OPTIONS;

@@ -29,6 +29,35 @@ export interface HubOptions {
   readonly onError: (error: unknown, context: string) => void;
   /** Told when a stream opens and when it closes (connection logs); never per event. */
   readonly lifecycle?: StreamLifecycle | undefined;
+  /** Bounds of the recent events a new stream or first poll may start with (`rewind`, `since`). */
+  readonly rewind: RewindLimits;
+  /** Bounds of the latest values per key a new stream, first poll or `/v1/latest` is sent. */
+  readonly snapshot: SnapshotLimits;
+}
+
+/** What a hub is made with: any option, and any of the bounds of an option that has several. */
+export type HubSettings = Partial<Omit<HubOptions, 'rewind' | 'snapshot'>> & {
+  readonly rewind?: Partial<RewindLimits> | undefined;
+  readonly snapshot?: Partial<SnapshotLimits> | undefined;
+};
+
+export interface RewindLimits {
+  /** The most events a `rewind` may ask for, and what `since` alone is given at most. */
+  readonly maxEvents: number;
+  /**
+   * The most log entries examined to find them: the log is one for every tenant, so a narrow
+   * subscription may have to look far. Past it the history is sent as found, incomplete.
+   */
+  readonly maxScan: number;
+  /** How far back `since` may reach, ms: further is refused (the history's max age by default). */
+  readonly maxAgeMs: number;
+}
+
+export interface SnapshotLimits {
+  /** The most latest values sent; past it the newest, and the answer is incomplete. */
+  readonly maxEvents: number;
+  /** The most of a tenant's slots examined to find those a subscription matches. */
+  readonly maxScan: number;
 }
 
 export interface StreamLifecycle {
@@ -47,6 +76,8 @@ export const DEFAULT_HUB_OPTIONS: HubOptions = {
   replayPageSize: 500,
   privateByDefault: false,
   reauthLeadMs: 30_000,
+  rewind: { maxEvents: 1_000, maxScan: 100_000, maxAgeMs: 86_400_000 },
+  snapshot: { maxEvents: 10_000, maxScan: 100_000 },
   onError: (error, context) => console.error(`herald: ${context}:`, error),
 };
 

@@ -6,17 +6,20 @@ import {
   type EndStream,
   type HubCounters,
   type HubOptions,
+  type HubSettings,
   HubState,
   shuttingDown,
 } from './hub-state.ts';
 import { bytesWritten, type HubStats, hubStats, type TenantStats, tenantStats } from './hub-stats.ts';
 import type { LatencyHistogram } from './latency.ts';
-import type { Log } from './log.ts';
+import { type LatestResult, latestFor } from './latest.ts';
+import { type Log, latestKeeperOf } from './log.ts';
 import { LongPoll, type PollResult } from './long-poll.ts';
 import { notify, watchers } from './notices.ts';
 import { openStream } from './opening.ts';
 import type { Principal } from './principal.ts';
 import { publishEvents } from './publishing.ts';
+import { visibleData } from './redaction.ts';
 import { encodeRetry } from './sse.ts';
 import {
   type CloseReason,
@@ -36,12 +39,19 @@ export {
   DEFAULT_HUB_OPTIONS,
   type HubCounters,
   type HubOptions,
+  type HubSettings,
+  type RewindLimits,
+  type SnapshotLimits,
   type StreamLifecycle,
   shuttingDown,
 } from './hub-state.ts';
 export type { HubStats, TenantStats } from './hub-stats.ts';
+export type { LatestEvent, LatestResult } from './latest.ts';
 export type { PollResult } from './long-poll.ts';
 export type { GapReason } from './resume.ts';
+
+/** Where a reader that is never registered would write: nothing ever is. */
+const NO_SINK: Sink = { write: () => true, end() {}, destroy() {} };
 
 // Lifetimes vary by up to this fraction, so streams opened together do not all end together.
 const LIFETIME_JITTER = 0.1;
@@ -73,8 +83,14 @@ export class Hub implements SubscriberOwner {
   private readonly polls: LongPoll;
   private readonly ticker: Ticker;
 
-  constructor(broker: Log, options: Partial<HubOptions> = {}) {
-    const state = new HubState(broker, { ...DEFAULT_HUB_OPTIONS, ...options });
+  constructor(broker: Log, options: HubSettings = {}) {
+    const state = new HubState(broker, {
+      ...DEFAULT_HUB_OPTIONS,
+      ...options,
+      // Bounds given in part keep the defaults of the rest.
+      rewind: { ...DEFAULT_HUB_OPTIONS.rewind, ...options.rewind },
+      snapshot: { ...DEFAULT_HUB_OPTIONS.snapshot, ...options.snapshot },
+    });
     const end: EndStream = (subscriber, reason) => this.end(subscriber, reason);
     this.state = state;
     this.options = state.options;
@@ -102,6 +118,14 @@ export class Hub implements SubscriberOwner {
   /** Resolves when the broker's feed is running. */
   whenReady(): Promise<void> {
     return this.state.ready;
+  }
+
+  /**
+   * Whether the log keeps the latest value per key (`snapshot=latest`, `/v1/latest`). Known once
+   * the hub is ready: a worker learns it from its primary's log.
+   */
+  get keepsLatest(): boolean {
+    return latestKeeperOf(this.state.broker) !== undefined;
   }
 
   /**
@@ -186,6 +210,41 @@ export class Hub implements SubscriberOwner {
    */
   poll(subscription: Subscription, waitMs: number, limit: number, signal?: AbortSignal): Promise<PollResult> {
     return this.polls.poll(subscription, waitMs, limit, signal);
+  }
+
+  /**
+   * The latest event of every key `subscription` matches and may see, at most `limit` (the
+   * newest), for a page rendered on the server: its `lastEventId` is where a stream opened next
+   * goes on from, with no gap and no duplicate.
+   */
+  async latest(subscription: Subscription, limit: number): Promise<LatestResult> {
+    const state = this.state;
+    if (state.closing) throw shuttingDown();
+    await state.ready;
+    // A reader that is never registered: it only stands for what the caller may see.
+    const reader = new Subscriber(
+      'latest',
+      subscription,
+      NO_SINK,
+      this,
+      Date.now(),
+      Number.POSITIVE_INFINITY,
+    );
+    reader.state = 'live';
+    const until = state.cursor;
+    const history = await latestFor(state, reader, until, limit);
+    return {
+      events: history.events.map((event) => ({
+        id: event.id,
+        type: event.type ?? 'message',
+        data: visibleData(event, reader.permissions),
+        topic: event.topics[0] as string,
+        key: event.key as string,
+        time: new Date(event.time).toISOString(),
+      })),
+      lastEventId: until,
+      complete: history.complete,
+    };
   }
 
   /**

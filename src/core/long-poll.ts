@@ -1,7 +1,9 @@
 import type { HeraldEvent } from './event.ts';
+import { historyFor, historyPayload } from './history-start.ts';
 import { type HubState, shuttingDown } from './hub-state.ts';
 import { logPages, wantsFromLog } from './log-reader.ts';
-import type { PollResult } from './protocol/poll.ts';
+import type { PollEvent, PollResult } from './protocol/poll.ts';
+import type { HistoryPayload } from './protocol/system-events.ts';
 import { visibleData } from './redaction.ts';
 import { type GapReason, locateResume } from './resume.ts';
 import { type Sink, Subscriber, type SubscriberOwner, type Subscription } from './subscriber.ts';
@@ -28,6 +30,7 @@ export class LongPoll {
   /**
    * The events after `subscription.lastEventId` (from now without one), at most `limit`, waiting
    * up to `waitMs` for the first. The returned `lastEventId` is where the next poll continues.
+   * Without `lastEventId`, the history `subscription.start` asks for comes first, without a wait.
    */
   async poll(
     subscription: Subscription,
@@ -69,6 +72,29 @@ export class LongPoll {
         if (point.after !== undefined) after = point.after;
         gap = point.gap;
       }
+      let history: HistoryPayload | undefined;
+      if (from === undefined && subscription.start !== undefined) {
+        const initial = await historyFor(state, waiter, subscription.start, until);
+        const { events } = initial;
+        if (events.length > 0) {
+          // A snapshot's oldest values are the least wanted; a rewind's rest follows from the
+          // last one returned, on the next poll (every one of them matches).
+          const snapshot = initial.kind === 'snapshot';
+          const sent =
+            events.length <= limit ? events : snapshot ? events.slice(-limit) : events.slice(0, limit);
+          const payload = historyPayload(
+            initial,
+            sent.length,
+            initial.complete && !(snapshot && sent !== events),
+          );
+          return {
+            events: sent.map((event) => pollEvent(event, waiter.permissions)),
+            lastEventId: sent === events || snapshot ? until : (sent.at(-1) as HeraldEvent).id,
+            history: payload,
+          };
+        }
+        history = historyPayload(initial, 0);
+      }
       let events = await this.collect(waiter, after, until, limit);
       if (events.length === 0 && gap === undefined && waitMs > 0) {
         await Promise.race([woken, new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
@@ -81,13 +107,9 @@ export class LongPoll {
       // already further on (it came from a node ahead of this one).
       const ahead = after !== null && from !== undefined && state.broker.compare(after, until) > 0;
       const result: PollResult = {
-        events: events.map((event) => ({
-          id: event.id,
-          type: event.type ?? 'message',
-          data: visibleData(event, waiter.permissions),
-          ...(event.retry === undefined ? {} : { retry: event.retry }),
-        })),
+        events: events.map((event) => pollEvent(event, waiter.permissions)),
         lastEventId: last?.id ?? (ahead ? (from as string) : until),
+        ...(history === undefined ? {} : { history }),
       };
       return gap === undefined ? result : { ...result, gap };
     } finally {
@@ -120,4 +142,13 @@ export class LongPoll {
     }
     return wanted;
   }
+}
+
+function pollEvent(event: HeraldEvent, permissions: ReadonlySet<string>): PollEvent {
+  return {
+    id: event.id,
+    type: event.type ?? 'message',
+    data: visibleData(event, permissions),
+    ...(event.retry === undefined ? {} : { retry: event.retry }),
+  };
 }

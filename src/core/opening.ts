@@ -1,9 +1,16 @@
 import type { Flusher } from './flush.ts';
+import { historyFor, historyPayload } from './history-start.ts';
 import type { HubState } from './hub-state.ts';
 import { logPages, wantsFromLog } from './log-reader.ts';
-import { CONNECTED_EVENT, type ConnectedPayload, GAP_EVENT } from './protocol/system-events.ts';
+import {
+  CONNECTED_EVENT,
+  type ConnectedPayload,
+  GAP_EVENT,
+  HISTORY_EVENT,
+} from './protocol/system-events.ts';
 import { frameFor } from './redaction.ts';
 import { type GapReason, locateResume } from './resume.ts';
+import type { InitialHistory } from './rewind.ts';
 import { encodeRetry, encodeSystemEvent, joinFrames, OPENING_COMMENT } from './sse.ts';
 import type { Subscriber, Subscription } from './subscriber.ts';
 
@@ -12,6 +19,10 @@ import type { Subscriber, Subscription } from './subscriber.ts';
  * point is lost), the replay of what it missed, then the hand-off to live. Registering in the
  * index comes first, so live events that arrive meanwhile wait in the outbox and follow the
  * replay without a gap or a duplicate.
+ *
+ * A stream with nothing to resume from may start with history instead (`rewind`/`since`, or the
+ * latest value per key): all of it from at or before the registration point, followed by
+ * `herald.history` whose id is that point, and then the same replay from there as a resume.
  */
 export async function openStream(
   state: HubState,
@@ -27,11 +38,25 @@ export async function openStream(
   subscriber.indexed = true;
   subscriber.replayUntil = state.cursor;
 
-  const { lastEventId, replayAfter } = subscription;
+  const { lastEventId, replayAfter, start } = subscription;
   let replayFrom: string | null | undefined; // undefined: no replay; null: from the oldest retained
   let resumeId = state.cursor;
   let gap: GapReason | undefined;
-  if (replayAfter !== undefined) {
+  let history: InitialHistory | undefined;
+  if (
+    start !== undefined &&
+    replayAfter === undefined &&
+    lastEventId === undefined &&
+    subscriber.systemEvents
+  ) {
+    const until = subscriber.replayUntil;
+    history = await historyFor(state, subscriber, start, until);
+    if (subscriber.isClosed) return;
+    // What was dispatched after `until` waits in the outbox or, if it overflowed meanwhile, is
+    // read from the log by the replay that follows, from exactly there.
+    replayFrom = until;
+    resumeId = until;
+  } else if (replayAfter !== undefined) {
     replayFrom = replayAfter === null ? null : resumeAfter(state, subscriber, replayAfter);
   } else if (lastEventId !== undefined) {
     const point = await locateResume(state.broker, lastEventId, subscriber.tenant);
@@ -58,18 +83,18 @@ export async function openStream(
   let first: Uint8Array[];
   if (subscriber.systemEvents) {
     // The connected event carries the resume point as its id, so a client that drops before any
-    // event arrives still reconnects from here and misses nothing published in between.
+    // event arrives still reconnects from here and misses nothing published in between. Not
+    // before history: a client that dropped in it would resume past what it never got, while
+    // without an id it reconnects afresh and is sent the history again.
+    const connected: ConnectedPayload = {
+      connectionId: subscriber.id,
+      lastEventId: resumeId,
+      secret: subscriber.secret,
+      ...(history === undefined ? {} : { history: history.kind }),
+    };
     first = [
       encodeRetry(state.options.retryMs),
-      encodeSystemEvent(
-        CONNECTED_EVENT,
-        {
-          connectionId: subscriber.id,
-          lastEventId: resumeId,
-          secret: subscriber.secret,
-        } satisfies ConnectedPayload,
-        resumeId,
-      ),
+      encodeSystemEvent(CONNECTED_EVENT, connected, history === undefined ? resumeId : undefined),
     ];
     if (gap !== undefined) {
       first.push(encodeSystemEvent(GAP_EVENT, { lastEventId, reason: gap }));
@@ -77,10 +102,11 @@ export async function openStream(
     }
   } else first = [OPENING_COMMENT];
   if (!subscriber.write(first, Date.now())) await subscriber.waitForDrain();
-  if (replayFrom !== undefined) {
-    state.counters.replays++;
-    await replay(state, subscriber, replayFrom);
-  }
+  if (history !== undefined) {
+    await sendHistory(state, subscriber, history, resumeId);
+    if (subscriber.isClosed) return;
+  } else if (replayFrom !== undefined) state.counters.replays++;
+  if (replayFrom !== undefined) await replay(state, subscriber, replayFrom);
   if (subscriber.isClosed) return;
   subscriber.state = 'live';
   if (subscriber.queuedEvents > 0) flusher.markDirty(subscriber);
@@ -99,6 +125,31 @@ function resumeAfter(state: HubState, subscriber: Subscriber, pos: string): stri
   subscriber.skipThrough = pos;
   subscriber.outbox.dropWhile((event) => log.compare(event.pos, pos) <= 0);
   return undefined;
+}
+
+/**
+ * Sends a stream's starting history, a page at a time at the socket's pace, then `herald.history`
+ * with `until` as its id: the point the stream resumes from once it has the history.
+ */
+async function sendHistory(
+  state: HubState,
+  subscriber: Subscriber,
+  history: InitialHistory,
+  until: string,
+): Promise<void> {
+  const { events } = history;
+  const pageSize = state.options.replayPageSize;
+  for (let from = 0; from < events.length; from += pageSize) {
+    const page = events.slice(from, from + pageSize);
+    const frames = page.map((event) => frameFor(event, subscriber.permissions));
+    subscriber.lastSentId = (page.at(-1) as (typeof page)[number]).id;
+    state.counters.replayed += frames.length;
+    subscriber.lastEventAt = Date.now();
+    if (!subscriber.write([joinFrames(frames)], subscriber.lastEventAt)) await subscriber.waitForDrain();
+    if (subscriber.isClosed) return;
+  }
+  const marker = encodeSystemEvent(HISTORY_EVENT, historyPayload(history, events.length), until);
+  if (!subscriber.write([marker], Date.now())) await subscriber.waitForDrain();
 }
 
 /** Sends the log from `after` up to the subscriber's `replayUntil`, page by page, at the socket's pace. */

@@ -37,7 +37,29 @@ export interface Subscription extends SubscriberRequestInit {
   readonly onClose?: (() => void) | undefined;
   /** The id of the request that opened the stream, for log lines about it; opaque to the hub. */
   readonly requestId?: string | undefined;
+  /**
+   * History to start with, before live events, when there is nothing to resume from: a resume
+   * point (`lastEventId`, `replayAfter`) wins and this is ignored.
+   */
+  readonly start?: HistoryStart | undefined;
 }
+
+/**
+ * What a new stream or first poll asks to start with: the last `count` matching events (none
+ * accepted before `since`, ms since the epoch, when given), or the latest event of every key.
+ */
+export type HistoryStart =
+  | {
+      readonly kind: 'rewind';
+      readonly count: number;
+      readonly since?: number | undefined;
+      /**
+       * `count` is the hub's bound, not the client's number (`since` alone): more matching
+       * events than it make the history incomplete.
+       */
+      readonly capped?: boolean | undefined;
+    }
+  | { readonly kind: 'latest' };
 
 export type SubscriberState = 'replaying' | 'live' | 'closed';
 

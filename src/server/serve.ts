@@ -176,6 +176,7 @@ async function startHerald(
     stream: config.stream,
     maxEvents: config.historySize,
     maxAgeMs: config.historyMaxAge,
+    latestMaxKeys: config.latestMaxKeys,
     onError: (error, context) => logger?.error({ err: error }, `broker: ${context}`),
   });
   const herald = createHerald({ ...options, broker });
@@ -248,7 +249,13 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
   const native = jwtOptions(config) ?? (mercureKeys.length === 0 ? undefined : mercureKeys);
   return {
     nodeId: `${hostname()}:${process.pid}`,
-    history: { maxEvents: config.historySize, maxAgeMs: config.historyMaxAge },
+    history: {
+      maxEvents: config.historySize,
+      maxAgeMs: config.historyMaxAge,
+      latestMaxKeys: config.latestMaxKeys,
+    },
+    rewind: { maxEvents: config.maxRewind, maxAgeMs: config.historyMaxAge },
+    snapshot: { maxEvents: config.maxSnapshot },
     heartbeatMs: config.heartbeat,
     retryMs: config.retry,
     idleTimeoutMs: config.idleTimeout,

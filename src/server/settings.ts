@@ -1,4 +1,5 @@
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../backends/history.ts';
+import { DEFAULT_LATEST_MAX_KEYS } from '../backends/latest.ts';
 import { brokerUrlHint } from '../backends/registry.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
 import { DEFAULT_HUB_OPTIONS } from '../core/hub.ts';
@@ -179,7 +180,14 @@ export const SETTINGS: readonly Setting[] = [
     'historyMaxAge',
     '--history-max-age <duration>',
     DEFAULT_HISTORY_MAX_AGE_MS,
-    'how long events are kept for replay',
+    "how long events are kept for replay (also how far back a stream's since= may reach)",
+  ),
+  setting(
+    'Broker and history',
+    'latestMaxKeys',
+    '--latest-max-keys <n>',
+    DEFAULT_LATEST_MAX_KEYS,
+    'latest values kept per (tenant, topic, key) for snapshot=latest and /v1/latest, across tenants; past it the slot updated longest ago goes (0: none kept)',
   ),
   setting(
     'Broker and history',
@@ -307,6 +315,20 @@ export const SETTINGS: readonly Setting[] = [
   setting('Limits', 'maxBodySize', '--max-body-size <size>', 4 * 1024 * 1024, 'largest publish request body'),
   setting('Limits', 'maxBatch', '--max-batch <events>', H.maxBatch, 'events in one publish request'),
   setting('Limits', 'maxTopics', '--max-topics <n>', 100, 'topic selectors in one subscription'),
+  setting(
+    'Limits',
+    'maxRewind',
+    '--max-rewind <events>',
+    H.rewind.maxEvents,
+    'events a new stream or poll may start with (rewind=N; since= alone gets at most this many)',
+  ),
+  setting(
+    'Limits',
+    'maxSnapshot',
+    '--max-snapshot <events>',
+    H.snapshot.maxEvents,
+    'latest values a snapshot=latest stream or poll, or /v1/latest, is sent at most (the newest)',
+  ),
   setting(
     'Limits',
     'maxSelectorLength',

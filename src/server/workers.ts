@@ -77,7 +77,13 @@ export async function startWorkers(config: ServeConfig, log: (line: string) => v
   }
   const sharedLog = config.broker === 'memory' || degraded !== undefined;
   const logServer = sharedLog
-    ? new LogServer(new MemoryBroker({ maxEvents: config.historySize, maxAgeMs: config.historyMaxAge }))
+    ? new LogServer(
+        new MemoryBroker({
+          maxEvents: config.historySize,
+          maxAgeMs: config.historyMaxAge,
+          latestMaxKeys: config.latestMaxKeys,
+        }),
+      )
     : undefined;
   const slots: Slot[] = Array.from({ length: count }, () => ({
     child: undefined,

@@ -19,6 +19,108 @@ interface Case {
 
 const json = (value: unknown) => JSON.stringify(value);
 
+/** The history a new stream or poll asks to start with: the parameter, and the bound, named. */
+const HISTORY_CASES: readonly Case[] = [
+  ...['/v1/events', '/v1/events/poll'].flatMap((route) => [
+    {
+      name: `rewind over the limit on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&rewind=1001`,
+      status: 400,
+      code: 'invalid-rewind',
+      detail: /rewind is 1001; the limit is 1000/,
+    },
+    {
+      name: `a rewind that is not a number on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&rewind=-1`,
+      status: 400,
+      code: 'invalid-rewind',
+      detail: /rewind must be a whole number from 0 to 1000/,
+    },
+    {
+      name: `since=yesterday on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&since=yesterday`,
+      status: 400,
+      code: 'invalid-since',
+      detail: /since must be an ISO time with a zone .*epoch milliseconds or a duration/,
+    },
+    {
+      name: `an ISO since without a zone on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&since=2025-05-01T10:00:00`,
+      status: 400,
+      code: 'invalid-since',
+      detail: /add Z or an offset/,
+    },
+    {
+      name: `a since further back than the history on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&since=3d`,
+      status: 400,
+      code: 'invalid-since',
+      detail: /since reaches back 3 d; the limit is 24 h/,
+    },
+    {
+      name: `a bare small number as since on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&since=300`,
+      status: 400,
+      code: 'invalid-since',
+      detail: /looks like a duration: add a unit \(300s\)/,
+    },
+    {
+      name: `since given twice on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&since=5m&since=6m`,
+      status: 400,
+      code: 'invalid-since',
+      detail: /give since once/,
+    },
+    {
+      name: `snapshot=oldest on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&snapshot=oldest`,
+      status: 400,
+      code: 'invalid-snapshot',
+      detail: /snapshot must be latest/,
+    },
+    {
+      name: `snapshot=latest with rewind on ${route}`,
+      method: 'GET',
+      path: `${route}?topic=a&snapshot=latest&rewind=2`,
+      status: 400,
+      code: 'invalid-snapshot',
+      detail: /cannot be combined with rewind or since/,
+    },
+  ]),
+  {
+    name: 'limit=0 on /v1/latest',
+    method: 'GET',
+    path: '/v1/latest?topic=a&limit=0',
+    status: 400,
+    code: 'invalid-limit',
+    detail: /limit must be a whole number from 1 to 10000/,
+  },
+  {
+    name: '/v1/latest without topic',
+    method: 'GET',
+    path: '/v1/latest',
+    status: 400,
+    code: 'topic-required',
+    detail: /topic is required/,
+  },
+  {
+    name: '/v1/latest of every tenant',
+    method: 'GET',
+    path: '/v1/latest?topic=a&tenant=*',
+    status: 400,
+    code: 'invalid-snapshot',
+    detail: /a snapshot is per tenant/,
+  },
+];
+
 const CASES: readonly Case[] = [
   {
     name: 'malformed JSON',
@@ -193,6 +295,7 @@ const CASES: readonly Case[] = [
     code: 'invalid-tag',
     detail: /needs a name/,
   },
+  ...HISTORY_CASES,
 ];
 
 function send(
@@ -237,6 +340,7 @@ for (const backend of BACKENDS) {
     for (const c of CASES) {
       test(`${c.name} gets ${c.status} problem+json and changes nothing`, async () => {
         const before = (await hub.herald.stats()).events.published;
+        const streams = (await hub.herald.stats()).connections.total;
         const response = await send(hub.url, c);
         assert.equal(response.status, c.status, response.body);
         assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
@@ -249,6 +353,7 @@ for (const backend of BACKENDS) {
         for (const [name, value] of Object.entries(c.headers ?? {}))
           assert.equal(response.headers[name], value);
         assert.equal((await hub.herald.stats()).events.published, before, 'nothing was published');
+        assert.equal((await hub.herald.stats()).connections.total, streams, 'no stream was opened');
       });
     }
 
@@ -264,5 +369,38 @@ for (const backend of BACKENDS) {
       assert.equal(bystander.data[0]?.data, 'still here');
       assert.equal(bystander.ended, false);
     });
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`a hub that keeps no latest values (${backend.name})`, () => {
+    let hub: TestHub;
+    before(async () => {
+      hub = await hubOn(backend, { history: { latestMaxKeys: 0 } });
+    });
+    after(() => hub.close());
+
+    for (const path of [
+      '/v1/events?topic=a&snapshot=latest',
+      '/v1/events/poll?topic=a&snapshot=latest',
+      '/v1/latest?topic=a',
+    ]) {
+      test(`${path} gets 400 latest-disabled and opens nothing`, async () => {
+        const response = await send(hub.url, {
+          name: path,
+          method: 'GET',
+          path,
+          status: 400,
+          code: 'latest-disabled',
+          detail: /./,
+        });
+        assert.equal(response.status, 400, response.body);
+        assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
+        const problem = JSON.parse(response.body);
+        assert.equal(problem.code, 'latest-disabled');
+        assert.match(problem.detail, /keeps no latest values \(latest-max-keys is 0/);
+        assert.equal((await hub.herald.stats()).connections.total, 0);
+      });
+    }
   });
 }

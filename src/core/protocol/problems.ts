@@ -97,7 +97,31 @@ export const PROBLEMS = [
     code: 'invalid-wait',
     when: "a poll's `wait` that is not a whole number of seconds from 0 to 60",
   },
-  { status: 400, code: 'invalid-limit', when: "a poll's `limit` that is not a whole number from 1 to 1 000" },
+  {
+    status: 400,
+    code: 'invalid-limit',
+    when: "a poll's `limit` that is not a whole number from 1 to 1 000; `GET /v1/latest`'s `limit` that is not one from 1 to `--max-snapshot` (10 000)",
+  },
+  {
+    status: 400,
+    code: 'invalid-rewind',
+    when: 'a `rewind` that is not a whole number from 0 to `--max-rewind` (1 000), or given twice',
+  },
+  {
+    status: 400,
+    code: 'invalid-since',
+    when: 'a `since` that is not an ISO 8601 time with a zone, epoch milliseconds or a duration (`5m`), that reaches back further than `--history-max-age` (24 h), is over 64 characters, or is given twice',
+  },
+  {
+    status: 400,
+    code: 'invalid-snapshot',
+    when: 'a `snapshot` other than `latest`, given twice, with `rewind` or `since`, or for every tenant (`tenant=*`); `GET /v1/latest` for every tenant',
+  },
+  {
+    status: 400,
+    code: 'latest-disabled',
+    when: '`snapshot=latest` or `GET /v1/latest` on a hub that keeps no latest values (`--latest-max-keys 0`)',
+  },
   { status: 400, code: 'invalid-private', when: '`private` that is not `true` or `false`' },
   { status: 400, code: 'invalid-priority', when: '`priority` that is not `normal` or `high`' },
   {

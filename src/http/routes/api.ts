@@ -1,6 +1,7 @@
 import type { RouteEntry } from '../route-table.ts';
 import { poll, subscribe } from './events.ts';
 import { health, readiness } from './health.ts';
+import { latest } from './latest.ts';
 import { publish } from './publish.ts';
 import { stats } from './stats.ts';
 import { changeSubscriptions } from './subscriptions.ts';
@@ -9,6 +10,7 @@ import { changeSubscriptions } from './subscriptions.ts';
 export const API_ROUTES: readonly RouteEntry[] = [
   { method: 'GET', path: '/v1/events', handle: subscribe, head: false },
   { method: 'GET', path: '/v1/events/poll', handle: poll },
+  { method: 'GET', path: '/v1/latest', handle: latest },
   { method: 'POST', path: '/v1/subscriptions', handle: changeSubscriptions },
   { method: 'POST', path: '/v1/publish', handle: publish },
   { method: 'GET', path: '/v1/stats', handle: stats },

@@ -4,11 +4,15 @@ import { parseSelectors } from '../../core/topics.ts';
 import type { HttpContext } from '../context.ts';
 import { queryFilter } from '../filter-params.ts';
 import { headerText } from '../header-text.ts';
+import { historyStartOf } from '../history-params.ts';
 import { json, SSE_HEADERS } from '../replies.ts';
 import type { HttpReply, HttpRequest } from '../request.ts';
 import { checkSelectorLengths, nonEmpty, streamable } from '../request-checks.ts';
 
-/** `GET /v1/events`: an event stream; `GET /v1/events/poll`: the same subscription as JSON batches. */
+/**
+ * `GET /v1/events`: an event stream; `GET /v1/events/poll`: the same subscription as JSON batches.
+ * Either may start from history (`rewind`, `since`, `snapshot`) when it has nothing to resume from.
+ */
 
 export async function subscribe(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   const principal = await context.authenticate(request, 'subscribe');
@@ -37,7 +41,9 @@ export async function subscribe(context: HttpContext, request: HttpRequest): Pro
 /** `GET /v1/events/poll`: the same subscription as a stream, answered as a JSON batch. */
 export async function poll(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   const principal = await context.authenticate(request, 'subscribe');
-  const subscription = await subscriptionOf(context, request, principal, request.query.get('after'));
+  const subscription = await subscriptionOf(context, request, principal, {
+    after: request.query.get('after'),
+  });
   const wait = numberParameter(
     request.query.get('wait'),
     'wait',
@@ -54,7 +60,7 @@ const MAX_POLL_WAIT_SEC = 60;
 const DEFAULT_POLL_LIMIT = 100;
 const MAX_POLL_LIMIT = 1000;
 
-function numberParameter(
+export function numberParameter(
   value: string | null,
   name: 'wait' | 'limit',
   min: number,
@@ -70,15 +76,16 @@ function numberParameter(
 }
 
 /**
- * What a stream (or a poll) asks for: topics, filters, where to resume. The header wins over the
- * query for the resume point: EventSource sets it on reconnect, while the query holds what the
- * page had at load.
+ * What a stream (or a poll) asks for: topics, filters, where to resume or else what history to
+ * start with. The header wins over the query for the resume point: EventSource sets it on
+ * reconnect, while the query holds what the page had at load. `resume: false` (`/v1/latest`)
+ * reads neither.
  */
-async function subscriptionOf(
+export async function subscriptionOf(
   context: HttpContext,
   request: HttpRequest,
   principal: Principal,
-  after?: string | null,
+  { after, resume = true }: { readonly after?: string | null; readonly resume?: boolean } = {},
 ) {
   const { query } = request;
   const { maxSelectorLength, maxTopicsPerSubscription } = context.settings;
@@ -92,13 +99,25 @@ async function subscriptionOf(
   checkSelectorLengths(topics, maxSelectorLength);
   const selectors = parseSelectors(topics, maxTopicsPerSubscription);
   const filter = queryFilter(query);
-  const lastEventId =
-    nonEmpty(after) ??
-    nonEmpty(headerText(request.header('last-event-id'))) ??
-    nonEmpty(query.get('lastEventId')) ??
-    nonEmpty(query.get('lastEventID'));
+  const lastEventId = resume
+    ? (nonEmpty(after) ??
+      nonEmpty(headerText(request.header('last-event-id'))) ??
+      nonEmpty(query.get('lastEventId')) ??
+      nonEmpty(query.get('lastEventID')))
+    : undefined;
   const tenant = watchedTenant(principal, query.get('tenant'));
   await streamable(context.hub, context.log);
+  const { hub } = context;
+  // A resume point wins: the history asked for at load is not asked for again on reconnect.
+  const start =
+    resume && lastEventId === undefined
+      ? historyStartOf(
+          query,
+          tenant,
+          { rewind: hub.options.rewind, keepsLatest: hub.keepsLatest },
+          Date.now(),
+        )
+      : undefined;
   return {
     tenant,
     selectors,
@@ -108,6 +127,7 @@ async function subscriptionOf(
     subject: principal.subject,
     expiresAt: principal.expiresAt,
     lastEventId,
+    start,
   };
 }
 
