@@ -76,7 +76,10 @@ const HEALTH_TIMEOUT_MS = 1000;
  *
  * The parts: stream.ts (making the stream and its bucket), append.ts, ids.ts (chosen ids),
  * latest.ts (latest values per key), feed.ts (the live feed), read.ts, positions.ts, failures.ts;
- * client.ts makes the connection.
+ * client.ts makes the connection. What stays here, past the ~400 lines a module keeps to, is one
+ * idea: the connection's state (link, epoch, furthest sequence seen, one recovery at a time) that
+ * the feed, appends and reads all share and change. Split further, each part would hold callbacks
+ * into the others' state, which reads worse than the state machine whole.
  */
 export class NatsBroker implements Broker, BackwardReading, LatestKeeping, PersistenceReporting {
   readonly kind = 'nats';
