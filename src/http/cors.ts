@@ -152,10 +152,13 @@ export class Cors {
   /**
    * CSRF protection for a state-changing request authenticated by a cookie: browsers attach
    * cookies to cross-site requests, so such a request must carry an Origin from the list. `*`
-   * does not count here, since a cookie accepted from any origin defeats the check. Throws 403
-   * `origin-not-allowed`.
+   * does not count here, since a cookie accepted from any origin defeats the check. A page of the
+   * hub's own origin (its Origin names the host the request was sent to, `host`) is not
+   * cross-site, so it passes too: a browser sets both headers and no page can forge either.
+   * Throws 403 `origin-not-allowed`.
    */
-  checkCookieOrigin(origin: string | undefined): void {
+  checkCookieOrigin(origin: string | undefined, host?: string): void {
+    if (origin !== undefined && host !== undefined && sameHost(origin, host)) return;
     if (origin === undefined || origin === '') {
       throw new HeraldError(
         403,
@@ -201,5 +204,16 @@ export class Cors {
       'access-control-allow-credentials': 'true',
       vary: 'Origin',
     };
+  }
+}
+
+/** Whether `origin` (`https://hub.example:8443`) names the host a request was sent to (`Host`). */
+function sameHost(origin: string, host: string): boolean {
+  // A Host is a name or address and a port, nothing more: anything else is not compared.
+  if (!/^[A-Za-z0-9.:[\]-]+$/.test(host)) return false;
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
   }
 }

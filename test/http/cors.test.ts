@@ -260,4 +260,20 @@ describe('Cors: CSRF origin check for cookie-authenticated requests', () => {
     mixed.checkCookieOrigin(APP);
     rejects(() => mixed.checkCookieOrigin('https://evil.example'), 403, 'origin-not-allowed');
   });
+
+  test("passes for a page of the hub's own origin (Origin names the Host), and only that host", () => {
+    const none = new Cors({ origins: [] });
+    none.checkCookieOrigin('https://hub.example', 'hub.example');
+    none.checkCookieOrigin('http://127.0.0.1:8080', '127.0.0.1:8080');
+    for (const [origin, host] of [
+      ['https://evil.example', 'hub.example'],
+      ['http://127.0.0.1:9999', '127.0.0.1:8080'],
+      ['https://hub.example.evil.example', 'hub.example'],
+      ['null', 'hub.example'],
+      ['https://hub.example', 'hub.example/x'],
+    ] as const) {
+      rejects(() => none.checkCookieOrigin(origin, host), 403, 'origin-not-allowed');
+    }
+    rejects(() => none.checkCookieOrigin(undefined, 'hub.example'), 403, 'origin-not-allowed');
+  });
 });
