@@ -3,7 +3,9 @@
  * page keeps the id of the last event it handled next to the state that event produced, in one
  * localStorage entry, and after a reload reopens the stream with `lastEventId=` in the query (a
  * new EventSource cannot set the Last-Event-ID header). Herald replays exactly what was missed.
- * (herald/client does all of this by itself; this page shows the protocol underneath.)
+ * With nothing saved, it asks for `snapshot=latest` instead: the latest value of every metric and
+ * journey flag (the bridges key them), then live. (herald/client does all of this by itself; this
+ * page shows the protocol underneath.)
  */
 
 interface MetricUpdated {
@@ -98,8 +100,11 @@ async function main(): Promise<void> {
     activity.append(element('h2', { textContent: 'activity' }), list);
     grid.replaceChildren(...metrics, flags, activity);
   };
+  // While the snapshot arrives its events are values, not a place in the log: the stream resumes
+  // from `herald.history`'s id, which follows them.
+  let inSnapshot = false;
   const record = (event: MessageEvent<string>, entry: Omit<Activity, 'id'>) => {
-    state.lastEventId = event.lastEventId;
+    if (!inSnapshot) state.lastEventId = event.lastEventId;
     state.activity = [{ id: event.lastEventId, ...entry }, ...state.activity].slice(0, ACTIVITY);
     save();
     render();
@@ -110,6 +115,7 @@ async function main(): Promise<void> {
   query.append('topic', `companies/${companyId}/metrics/{metric}`);
   query.append('topic', `companies/${companyId}/journey/{change}`);
   if (state.lastEventId) query.set('lastEventId', state.lastEventId);
+  else query.set('snapshot', 'latest');
   // Same origin: the session cookie authenticates the stream, and names the company.
   const source = new EventSource(`/realtime/v1/events?${query}`);
   source.addEventListener('open', () => {
@@ -121,8 +127,16 @@ async function main(): Promise<void> {
     status.textContent = status.dataset.status;
   });
   // Its id is where this stream resumes from: keeping it means a reload before the first event
-  // still misses nothing published in between.
+  // still misses nothing published in between. A stream that starts with a snapshot has no id
+  // here; `herald.history` brings it once the snapshot is in.
   source.addEventListener('herald.connected', (event) => {
+    inSnapshot = (JSON.parse(event.data) as { history?: string }).history === 'snapshot';
+    if (inSnapshot) return;
+    state.lastEventId = event.lastEventId;
+    save();
+  });
+  source.addEventListener('herald.history', (event) => {
+    inSnapshot = false;
     state.lastEventId = event.lastEventId;
     save();
   });

@@ -97,12 +97,15 @@ export async function start(options: CompanyMetricsOptions = {}): Promise<Compan
   });
   await herald.hub.whenReady();
   // The company is in the subject; it becomes the tenant, so a stream only ever carries its own
-  // company's events (seed 003's "TODO: JWT verification" is the token's tenant).
+  // company's events (seed 003's "TODO: JWT verification" is the token's tenant). The keys name
+  // what the dashboard shows, a metric or a user's flag: the hub keeps the latest event of each
+  // for a page that opens with nothing saved (`snapshot=latest`). They are distinct across topics
+  // too, since a key also conflates queued events.
   const bridges = await startBridges(
     herald,
     [
-      `nats:${prefix}metrics.*.* -> companies/{1}/metrics/{2} tenant={1} type='metric_updated'`,
-      `nats:${prefix}journey.*.* -> companies/{1}/journey/{2} tenant={1} type=journey_{2}`,
+      `nats:${prefix}metrics.*.* -> companies/{1}/metrics/{2} tenant={1} type='metric_updated' key=metric:{2}`,
+      `nats:${prefix}journey.*.* -> companies/{1}/journey/{2} tenant={1} type=journey_{2} key=flag:{userId}`,
     ],
     { natsUrl },
   );

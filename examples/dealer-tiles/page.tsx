@@ -1,13 +1,19 @@
 /**
  * A page of live dealer tiles (seed 000's DealerAiTileLive, for every dealer at once): the rolling
  * average of each dealer's last AVI/ATI/CIS scores and its latest MSRP change. One provider, so one
- * stream for the whole page, on the `dealers/{dealerId}` template.
+ * stream for the whole page, on the `dealers/{dealerId}` template. It starts from the hub's latest
+ * value of each key (`snapshot: 'latest'`: each vehicle's last score and price change), so a tile
+ * shows its current figures when the page opens and after a reload, not only once a new score
+ * arrives.
  */
 
-import { HeraldProvider, useHeraldEvent, useHeraldStatus } from 'herald/react';
+import { createHeraldHooks } from 'herald/react';
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import type { AiScore, MsrpChange } from './score-job.ts';
+import type { AiScore, MsrpChange, TileEvents } from './score-job.ts';
+
+/** Typed by the map the score job publishes with: a misspelt type or field does not compile. */
+const { HeraldProvider, useHeraldEvent, useHeraldStatus } = createHeraldHooks<TileEvents>();
 
 /** How many of a dealer's latest scores its tile averages. */
 const WINDOW = 5;
@@ -51,12 +57,10 @@ function Tiles({ dealers }: { dealers: readonly string[] }) {
   const [tiles, setTiles] = useState<ReadonlyMap<string, TileState>>(new Map());
   const update = (dealerId: string, change: (tile: TileState) => TileState) =>
     setTiles((current) => new Map(current).set(dealerId, change(current.get(dealerId) ?? { scores: [] })));
-  useHeraldEvent<AiScore>('ai-score', ({ data }) =>
+  useHeraldEvent('ai-score', ({ data }) =>
     update(data.dealerId, (tile) => ({ ...tile, scores: [...tile.scores, data].slice(-WINDOW) })),
   );
-  useHeraldEvent<MsrpChange>('msrp', ({ data }) =>
-    update(data.dealerId, (tile) => ({ ...tile, msrp: data })),
-  );
+  useHeraldEvent('msrp', ({ data }) => update(data.dealerId, (tile) => ({ ...tile, msrp: data })));
   const { status } = useHeraldStatus();
   return (
     <>
@@ -89,9 +93,9 @@ function App() {
         url: '/realtime',
         topics: ['dealers/{dealerId}'],
         types: ['ai-score', 'msrp'],
-        // A tile averages what arrived since the page opened: a reload starts over rather than
-        // resuming (the default keeps the last id in sessionStorage and replays from it).
-        store: null,
+        // Each vehicle's latest score and price change first (the job publishes them with a key),
+        // then live: a reload shows the same figures instead of starting over.
+        snapshot: 'latest',
       }}
     >
       <Tiles dealers={dealers} />

@@ -30,6 +30,9 @@ export interface MsrpChange {
   readonly ts: string;
 }
 
+/** The events the job publishes and the page reads: `createHerald<TileEvents>()` and `createHeraldHooks<TileEvents>()` hold both ends to it. */
+export type TileEvents = { 'ai-score': AiScore; msrp: MsrpChange };
+
 export interface MsrpRecord {
   readonly vin: string;
   readonly msrp: number;
@@ -59,12 +62,15 @@ export const dealerTopic = (dealerId: string) => `dealers/${dealerId}`;
  * price that changed becomes an `msrp` event, and the vehicle's scores are recomputed and
  * published as an `ai-score` event, both on the dealer's topic, tagged with the dealer and VIN
  * so that a subscriber can narrow down to one vehicle (`tag.vin=…`).
+ *
+ * The key also conflates: of a vehicle's events queued together (one batch listing a VIN
+ * twice), a subscriber gets the last. A price feed lists each vehicle once.
  */
 export class ScoreJob {
-  readonly #herald: Herald;
+  readonly #herald: Herald<TileEvents>;
   readonly #vehicles: Map<string, Vehicle>;
 
-  constructor(herald: Herald, inventory: readonly Vehicle[]) {
+  constructor(herald: Herald<TileEvents>, inventory: readonly Vehicle[]) {
     this.#herald = herald;
     this.#vehicles = new Map(inventory.map((vehicle) => [vehicle.vin, { ...vehicle }]));
   }
@@ -107,7 +113,12 @@ export class ScoreJob {
         ts,
       };
       const common = { topic: dealerTopic(vehicle.dealerId), tags: { dealerId: vehicle.dealerId, vin } };
-      events.push({ ...common, type: 'msrp', data: change }, { ...common, type: 'ai-score', data: score });
+      // A key per vehicle and type: the hub keeps each vehicle's latest price change and score,
+      // which a page that opens gets first (`snapshot: 'latest'`).
+      events.push(
+        { ...common, type: 'msrp' as const, key: `msrp:${vin}`, data: change },
+        { ...common, type: 'ai-score' as const, key: `ai-score:${vin}`, data: score },
+      );
     }
     if (events.length > 0) await this.#herald.publish(events);
     return events.length / 2;

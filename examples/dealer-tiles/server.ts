@@ -13,7 +13,7 @@ import { webHandler } from 'herald/web';
 import { Hono } from 'hono';
 import { build, type Rolldown } from 'vite';
 import { z } from 'zod';
-import { DEMO_INVENTORY, ScoreJob } from './score-job.ts';
+import { DEMO_INVENTORY, ScoreJob, type TileEvents } from './score-job.ts';
 
 export interface DealerTilesOptions {
   /** 0 picks a free port. Default 3000. */
@@ -25,7 +25,7 @@ export interface DealerTilesOptions {
 
 export interface DealerTiles {
   readonly url: string;
-  readonly herald: Herald;
+  readonly herald: Herald<TileEvents>;
   readonly job: ScoreJob;
   close(): Promise<void>;
 }
@@ -67,7 +67,7 @@ async function buildPage(): Promise<Map<string, { type: string; body: Uint8Array
 export async function start(options: DealerTilesOptions = {}): Promise<DealerTiles> {
   // Browsers only listen (anonymous, public events); publishing over HTTP needs a token signed
   // with this secret, which nobody is given: the score job publishes in-process.
-  const herald = createHerald({
+  const herald = createHerald<TileEvents>({
     auth: { jwt: { secrets: [randomBytes(32).toString('hex')] }, anonymous: true },
   });
   const job = new ScoreJob(herald, DEMO_INVENTORY);

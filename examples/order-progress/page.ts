@@ -1,7 +1,8 @@
 /**
  * A merchant's purchase orders, each with a live progress bar (seed 002's RealTimeFeedback). The
  * stream is authenticated by the session cookie (Herald reads `herald_token`), whose tenant is the
- * merchant: the page asks for every purchase order, and gets only its merchant's.
+ * merchant: the page asks for every purchase order, and gets only its merchant's, starting with
+ * the latest event of each.
  */
 import { createClient } from 'herald/client';
 
@@ -97,8 +98,9 @@ async function main(): Promise<void> {
     url: '/realtime',
     topics: ['purchase-orders/{poId}'],
     types: ['stage', 'progress', 'completion', 'error'],
-    // Progress is shown from when the page opened; a reload starts over rather than resuming.
-    store: null,
+    // Each order's latest event first (the bridge keys events by order), then live: an order
+    // halfway through shows where it is on first load and after a reload.
+    snapshot: 'latest',
   });
   client.onStatus(({ status: now, reason }) => {
     status.dataset.status = now;

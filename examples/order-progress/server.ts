@@ -93,13 +93,12 @@ export async function start(options: OrderProgressOptions = {}): Promise<OrderPr
   const secret = new TextEncoder().encode(process.env.SESSION_SECRET ?? randomBytes(32).toString('hex'));
   const herald = createHerald({ auth: { jwt: { secrets: [new TextDecoder().decode(secret)] } } });
   // The merchant is only in the channel name: it becomes the tenant, so a merchant's stream only
-  // ever carries its own orders, whatever topics it asks for.
+  // ever carries its own orders, whatever topics it asks for. The key is the order: the hub keeps
+  // each order's latest event, which a page that opens gets first (`snapshot: 'latest'`).
   const bridges = await startBridges(
     herald,
-    [`redis:${prefix}:*:* -> purchase-orders/{poId} tenant={1} type={2}`],
-    {
-      redisUrl,
-    },
+    [`redis:${prefix}:*:* -> purchase-orders/{poId} tenant={1} type={2} key=poId`],
+    { redisUrl },
   );
   herald.addStats('bridges', () => bridges.stats());
   const worker: Worker = await startWorker({ redisUrl, prefix, stepMs: options.stepMs ?? 700 });

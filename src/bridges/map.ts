@@ -64,6 +64,7 @@ export function mapMessage(spec: BridgeSpec, channel: string, body: string): Pub
   };
   if (spec.tenant !== undefined) input.tenant = apply(spec.tenant, context);
   if (spec.type !== undefined) input.type = apply(spec.type, context);
+  if (spec.key !== undefined) input.key = apply(spec.key, context);
   if (spec.id !== undefined) input.id = read(object, spec.id);
   return input;
 }

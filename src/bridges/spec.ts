@@ -11,8 +11,10 @@ import type { SourcePattern } from './source.ts';
  * nats:metrics.* -> companies/{companyId}/metrics/{1} tenant=companyId type='metric_updated'
  * ```
  *
- * A value of tenant= or type= is a field name (`companyId`, `meta.org`), a fixed text in quotes
- * (`'acme'`), or, when it contains a brace, a template like the topic's (`{1}`, `org-{1}`).
+ * A value of tenant=, type= or key= is a field name (`companyId`, `meta.org`), a fixed text in
+ * quotes (`'acme'`), or, when it contains a brace, a template like the topic's (`{1}`, `org-{1}`).
+ * key= names the event's latest-value slot: a page that opens gets the latest event of each key
+ * (`snapshot=latest`), so an order's progress or a metric's value shows before its next update.
  * `{source}` is reserved: a top-level field named "source" cannot be put into a template.
  *
  * Parsing is strict and happens once, at start: a spec that could never map a message (a
@@ -26,7 +28,7 @@ const SOURCES: readonly (readonly [kind: string, pattern: SourcePattern])[] = BA
 );
 
 export const BRIDGE_SYNTAX =
-  "<source> [-> <topic template>] [tenant=<field>|'<fixed>'|<template>] [type=<field>|'<fixed>'|<template>] [id=<field>]" +
+  "<source> [-> <topic template>] [tenant=<field>|'<fixed>'|<template>] [type=<field>|'<fixed>'|<template>] [key=<field>|'<fixed>'|<template>] [id=<field>]" +
   `; source: ${SOURCES.map(([kind, pattern]) => `${kind}:<${pattern.noun}>`).join(' or ')}` +
   '; in templates {1}, {2}… are the wildcard captures, {source} the channel or subject, {a.b} a field of the JSON body';
 
@@ -37,7 +39,7 @@ export interface FieldRef {
   readonly path: readonly string[];
 }
 
-/** Where the tenant or the type of an event comes from. */
+/** Where the tenant, the type or the key of an event comes from. */
 export type ValueRule =
   | { readonly from: 'field'; readonly field: FieldRef }
   | { readonly from: 'fixed'; readonly value: string }
@@ -69,6 +71,8 @@ export interface BridgeSpec {
   readonly tenant?: ValueRule;
   /** Absent: untyped events (SSE `message`). */
   readonly type?: ValueRule;
+  /** The latest-value slot (and conflation key) of each event; absent: events without a key. */
+  readonly key?: ValueRule;
   /** The field holding a publisher-chosen event id. */
   readonly id?: FieldRef;
   /** Whether mapping reads fields of the body (which must then be a JSON object). */
@@ -108,7 +112,7 @@ export function parseBridgeSpec(input: string): BridgeSpec {
   if (tokens[0] === '->') {
     tokens.shift();
     const template = tokens.shift();
-    if (template === undefined || /^(tenant|type|id)=/.test(template)) {
+    if (template === undefined || /^(tenant|type|key|id)=/.test(template)) {
       fail('"->" must be followed by a topic template, e.g. merchants/{1}/progress');
     }
     topic = parseTemplate(unquote(template as string), wildcards, fail);
@@ -116,6 +120,7 @@ export function parseBridgeSpec(input: string): BridgeSpec {
 
   let tenant: ValueRule | undefined;
   let type: ValueRule | undefined;
+  let key: ValueRule | undefined;
   let id: FieldRef | undefined;
   const seen = new Set<string>();
   for (const token of tokens) {
@@ -124,13 +129,13 @@ export function parseBridgeSpec(input: string): BridgeSpec {
       fail(
         token === '->'
           ? '"->" comes once, right after the source'
-          : `unexpected ${JSON.stringify(token)}; after the source and topic come only tenant=, type= and id=`,
+          : `unexpected ${JSON.stringify(token)}; after the source and topic come only tenant=, type=, key= and id=`,
       );
     }
     const name = token.slice(0, equals);
     const value = token.slice(equals + 1);
-    if (name !== 'tenant' && name !== 'type' && name !== 'id') {
-      fail(`unknown option "${name}"; the options are tenant=, type= and id=`);
+    if (name !== 'tenant' && name !== 'type' && name !== 'key' && name !== 'id') {
+      fail(`unknown option "${name}"; the options are tenant=, type=, key= and id=`);
     }
     if (seen.has(name)) fail(`${name}= is given twice`);
     seen.add(name);
@@ -147,18 +152,21 @@ export function parseBridgeSpec(input: string): BridgeSpec {
     } else if (quoted) {
       const fixed = unquote(value);
       if (name === 'type' && fixed === '') fail("type='' is empty; leave type= out for untyped events");
+      if (name === 'key' && fixed === '') fail("key='' is empty; leave key= out for events without a key");
       if (name === 'type' && fixed.startsWith('herald.'))
         fail(`type '${fixed}': "herald." types are Herald's own`);
       if (name === 'tenant' && fixed === '*') fail("tenant '*' is reserved for watching every tenant");
       const rule: ValueRule = { from: 'fixed', value: fixed };
       if (name === 'tenant') tenant = rule;
-      else type = rule;
+      else if (name === 'type') type = rule;
+      else key = rule;
     } else {
       const rule: ValueRule = /[{}]/.test(value)
         ? { from: 'template', parts: parseTemplate(value, wildcards, fail) }
         : { from: 'field', field: parseField(value, `${name}=`, fail) };
       if (name === 'tenant') tenant = rule;
-      else type = rule;
+      else if (name === 'type') type = rule;
+      else key = rule;
     }
   }
 
@@ -166,7 +174,8 @@ export function parseBridgeSpec(input: string): BridgeSpec {
     parts?.some((part) => part.kind === 'field') === true;
   const ruleReads = (rule: ValueRule | undefined) =>
     rule?.from === 'field' || (rule?.from === 'template' && hasField(rule.parts));
-  const readsFields = hasField(topic) || ruleReads(tenant) || ruleReads(type) || id !== undefined;
+  const readsFields =
+    hasField(topic) || ruleReads(tenant) || ruleReads(type) || ruleReads(key) || id !== undefined;
   const spec: { -readonly [K in keyof BridgeSpec]: BridgeSpec[K] } = {
     text: '',
     kind,
@@ -178,6 +187,7 @@ export function parseBridgeSpec(input: string): BridgeSpec {
   if (topic !== undefined) spec.topic = topic;
   if (tenant !== undefined) spec.tenant = tenant;
   if (type !== undefined) spec.type = type;
+  if (key !== undefined) spec.key = key;
   if (id !== undefined) spec.id = id;
   if (matcher !== undefined) spec.matcher = matcher;
   spec.text = formatBridgeSpec(spec);
@@ -190,6 +200,7 @@ export function formatBridgeSpec(spec: BridgeSpec): string {
   if (spec.topic !== undefined) text += ` -> ${formatTemplate(spec.topic)}`;
   if (spec.tenant !== undefined) text += ` tenant=${formatRule(spec.tenant)}`;
   if (spec.type !== undefined) text += ` type=${formatRule(spec.type)}`;
+  if (spec.key !== undefined) text += ` key=${formatRule(spec.key)}`;
   if (spec.id !== undefined) text += ` id=${spec.id.name}`;
   return text;
 }

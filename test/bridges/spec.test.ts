@@ -86,6 +86,36 @@ describe('parseBridgeSpec', () => {
     assert.equal(parseBridgeSpec('nats:a tenant=org-{org.id}').readsFields, true);
   });
 
+  it('takes key= as a field, a quoted fixed value or a template, and formats it after type=', () => {
+    const field = parseBridgeSpec(
+      'redis:merchant:*:* -> purchase-orders/{poId} key=poId tenant={1} type={2}',
+    );
+    assert.deepEqual(field.key, { from: 'field', field: { name: 'poId', path: ['poId'] } });
+    assert.equal(field.readsFields, true);
+    assert.equal(field.text, 'redis:merchant:*:* -> purchase-orders/{poId} tenant={1} type={2} key=poId');
+
+    const fixed = parseBridgeSpec(`nats:m.* -> m/{1} key="the value" id=eventId`);
+    assert.deepEqual(fixed.key, { from: 'fixed', value: 'the value' });
+    assert.equal(fixed.text, "nats:m.* -> m/{1} key='the value' id=eventId");
+
+    const template = parseBridgeSpec('nats:journey.*.* -> companies/{1}/journey/{2} key=flag:{user.id}');
+    assert.deepEqual(template.key, {
+      from: 'template',
+      parts: [
+        { kind: 'text', text: 'flag:' },
+        { kind: 'field', field: { name: 'user.id', path: ['user', 'id'] } },
+      ],
+    });
+    assert.equal(template.readsFields, true);
+    assert.equal(parseBridgeSpec('nats:a.* key=metric:{1}').readsFields, false);
+    assert.equal(parseBridgeSpec('redis:a key="it\'s"').text, `redis:a key="it's"`);
+
+    for (const spec of [field, fixed, template]) {
+      assert.equal(parseBridgeSpec(spec.text).text, spec.text, 'the canonical form parses to itself');
+      assert.deepEqual(parseBridgeSpec(spec.text).key, spec.key);
+    }
+  });
+
   it("accepts tenant='' as the default tenant, spelled out", () => {
     assert.deepEqual(parseBridgeSpec("nats:a tenant=''").tenant, { from: 'fixed', value: '' });
   });
@@ -133,13 +163,20 @@ describe('parseBridgeSpec', () => {
     it('a stray }', () => refused('nats:a.* -> x}/{1}', /"\}" without "\{"/));
     it('an empty template', () => refused("nats:a -> ''", /template is empty/));
     it('a bad field name in the template', () => refused('nats:a -> x/{a..b}', /not a field name/));
-    it('an unknown option', () => refused('nats:a key=x', /unknown option "key"/));
+    it('an unknown option', () => refused('nats:a prio=x', /unknown option "prio"/));
     it('an option given twice', () => refused('nats:a tenant=x tenant=y', /tenant= is given twice/));
     it('an option without a value', () => refused('nats:a tenant=', /tenant= needs a field name/));
     it('a stray word', () => refused('nats:a b', /unexpected "b"/));
     it('an unclosed quote', () => refused("nats:a tenant='acme", /a ' is not closed/));
     it('a fixed id', () => refused("nats:a id='x'", /id= takes a field name/));
     it('an empty fixed type', () => refused("nats:a type=''", /type='' is empty/));
+    it('an empty fixed key', () => refused("nats:a key=''", /key='' is empty/));
+    it('a key given twice', () => refused("nats:a key=x key='y'", /key= is given twice/));
+    it('a key without a value', () => refused('nats:a key=', /key= needs a field name, a quoted value/));
+    it('a bad field name in key=', () => refused('nats:a key=a[0]', /key= "a\[0\]" is not a field name/));
+    it('a capture beyond the wildcards in key=', () =>
+      refused('nats:a.* key={2}', /\{2\} refers to no wildcard/));
+    it('"->" followed by key=', () => refused('nats:a -> key=x', /followed by a topic template/));
     it('the reserved tenant *', () => refused("nats:a tenant='*'", /tenant '\*' is reserved/));
     it('a reserved type', () => refused("nats:a type='herald.gap'", /Herald's own/));
     it('a field name with spaces or brackets', () => refused('nats:a tenant=a[0]', /not a field name/));
@@ -240,6 +277,32 @@ describe('mapMessage', () => {
       tenant: '12',
       id: 'e-1',
     });
+  });
+
+  it('sets the key from a field, a fixed value or a template: one latest-value slot per order, metric or user', () => {
+    const order = parseBridgeSpec(
+      'redis:merchant:*:* -> purchase-orders/{poId} tenant={1} type={2} key=poId',
+    );
+    const body = { type: 'progress', poId: 'PO-1', progress: 60 };
+    assert.deepEqual(mapMessage(order, 'merchant:acme:progress', JSON.stringify(body)), {
+      topic: 'purchase-orders/PO-1',
+      data: body,
+      tenant: 'acme',
+      type: 'progress',
+      key: 'PO-1',
+    });
+    const metric = parseBridgeSpec("nats:metrics.*.* -> companies/{1}/metrics/{2} tenant={1} key='value'");
+    assert.equal(mapMessage(metric, 'metrics.acme.score', '0.85').key, 'value');
+    const flag = parseBridgeSpec('nats:journey.*.* -> companies/{1}/journey/{2} key={2}:{userId}');
+    assert.equal(mapMessage(flag, 'journey.acme.flag_updated', '{"userId":7}').key, 'flag_updated:7');
+    assert.throws(
+      () => mapMessage(flag, 'journey.acme.flag_updated', '{"userId":""}'),
+      /field "userId" is empty/,
+    );
+    assert.throws(
+      () => mapMessage(order, 'merchant:acme:progress', '{"poId":{}}'),
+      /field "poId" is an object/,
+    );
   });
 
   it('carries a body that is not JSON as text when the mapping reads no field', () => {

@@ -179,7 +179,9 @@ describe('event fields: publishing', () => {
   });
 
   test('a bridge sets the fields of the bridge column', () => {
-    const spec = parseBridgeSpec("redis:orders:* -> orders/{1} tenant='acme' type='order.placed' id=meta.id");
+    const spec = parseBridgeSpec(
+      "redis:orders:* -> orders/{1} tenant='acme' type='order.placed' id=meta.id key='order:{1}'",
+    );
     const mapped = mapMessage(spec, 'orders:1', '{"meta":{"id":"urn:order:1"}}');
     assert.deepEqual(
       sorted(Object.keys(mapped)),

@@ -120,18 +120,35 @@ test('the dashboard shows company metrics live and, reloaded mid-stream, resumes
   const metrics = Array.from({ length: COUNT }, (_, i) => `events_processed=${i + 1}`);
   metrics.splice(35, 0, 'integration_score=0.85');
   const shown = await activity(page);
+  // The bridge keys each metric, so that a first visit gets its latest value, and a key also
+  // conflates: updates of one metric queued together (dispatched in one tick, or waiting while
+  // the reload's replay is sent) reach the page as the newest of them. What the replay sends
+  // comes from the log as it is, never merged; and nothing arrives twice or out of order.
+  assert.equal(new Set(shown).size, shown.length, 'no event twice across the reload');
+  const published = [...metrics, 'user-7=struggling'];
   assert.deepEqual(
-    [...shown].sort(),
-    [...metrics, 'user-7=struggling'].sort(),
-    'every event once across the reload; none of globex',
+    shown.filter((item) => !published.includes(item)),
+    [],
+    'only acme events, none of globex',
   );
+  for (let n = 16; n <= 30; n++) {
+    assert.ok(shown.includes(`events_processed=${n}`), `event ${n}, published with no stream open, replayed`);
+  }
+  for (const item of [
+    'events_processed=15',
+    'events_processed=40',
+    'integration_score=0.85',
+    'user-7=struggling',
+  ]) {
+    assert.ok(shown.includes(item), `${item}: the newest of its key at each step`);
+  }
   // In log order, which for each bridge is the order NATS delivered: the metrics in the order
   // published. The journey change comes through a bridge of its own, so where it falls among
   // the metrics depends on how quickly each bridge got its turn (on a busy machine, not always
   // right after the 20th).
   assert.deepEqual(
     shown.filter((item) => !item.startsWith('user-7=')),
-    metrics,
+    metrics.filter((item) => shown.includes(item)),
     'the metrics in the order published, across the reload',
   );
   assert.equal(await page.locator('[data-metric="events_processed"] .value').textContent(), '40');
@@ -148,6 +165,72 @@ test('the dashboard shows company metrics live and, reloaded mid-stream, resumes
 
   await page.screenshot({ path: artifactPath('company-metrics.png') });
   assert.deepEqual(console.errors, []);
+});
+
+test('a first visit, with nothing saved, shows every metric and flag at once from the latest values, then goes on live', async () => {
+  // initech's analytics ran before anyone opened the dashboard: several values per metric and
+  // flag, the last of each what the dashboard must show; globex's interleaved.
+  const before = example.bridges.stats().published;
+  const sends: [subject: string, body: object][] = [];
+  for (let n = 1; n <= 5; n++) {
+    sends.push([`metrics.initech.events_processed`, { metricName: 'events_processed', value: n * 10 }]);
+    sends.push([`metrics.globex.events_processed`, { metricName: 'events_processed', value: -n }]);
+  }
+  sends.push([`metrics.initech.integration_score`, { metricName: 'integration_score', value: 0.4 }]);
+  sends.push([`journey.initech.flag_updated`, { userId: 'user-1', flag: 'onboarding' }]);
+  sends.push([`journey.initech.flag_updated`, { userId: 'user-2', flag: 'struggling' }]);
+  sends.push([`metrics.initech.integration_score`, { metricName: 'integration_score', value: 0.65 }]);
+  sends.push([`journey.initech.flag_updated`, { userId: 'user-1', flag: 'active' }]);
+  for (const [subject, body] of sends) nc.publish(`${PREFIX}${subject}`, JSON.stringify(body));
+  for (let waited = 0; example.bridges.stats().published < before + sends.length; waited += 20) {
+    assert.ok(
+      waited < 60_000,
+      `the bridges published ${example.bridges.stats().published - before} of ${sends.length}`,
+    );
+    await sleep(20);
+  }
+
+  // A new browser: empty localStorage.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const console = watchConsole(page);
+  const streams: URL[] = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.pathname === '/realtime/v1/events') streams.push(url);
+  });
+  await page.goto(`${example.url}/login/initech`);
+  await page.locator('.status[data-status="open"]').waitFor();
+  await page.locator('.journey li').nth(1).waitFor();
+  const value = (metric: string) => page.locator(`[data-metric="${metric}"] .value`).textContent();
+  const flags = () => page.locator('.journey li').allTextContents();
+  assert.equal(await value('events_processed'), '50');
+  assert.equal(await value('integration_score'), '0.65');
+  assert.deepEqual((await flags()).sort(), ['user-1: active', 'user-2: struggling']);
+  assert.equal(await page.locator('.metric').count(), 2, 'one card per metric, none of globex');
+  assert.equal(await page.locator('.resume').textContent(), 'new session');
+  assert.equal(streams.length, 1);
+  assert.equal(streams[0]?.searchParams.get('snapshot'), 'latest', 'nothing saved: the latest values');
+  assert.equal(streams[0]?.searchParams.get('lastEventId'), null);
+  await page.screenshot({ path: artifactPath('company-metrics-snapshot.png') });
+
+  // Live from there, and a reload resumes after the last event instead of asking again.
+  nc.publish(
+    `${PREFIX}metrics.initech.events_processed`,
+    JSON.stringify({ metricName: 'events_processed', value: 60 }),
+  );
+  await page.locator('[data-metric="events_processed"] .value').filter({ hasText: '60' }).waitFor();
+  await page.reload();
+  await page.locator('.status[data-status="open"]').waitFor();
+  assert.equal(streams.length, 2);
+  assert.equal(streams[1]?.searchParams.get('snapshot'), null);
+  assert.ok(streams[1]?.searchParams.get('lastEventId'), 'the reload resumes with lastEventId');
+  assert.equal(await value('events_processed'), '60');
+  assert.deepEqual((await flags()).sort(), ['user-1: active', 'user-2: struggling']);
+  assert.equal(await page.locator('.gap').isHidden(), true);
+  assert.equal(example.bridges.stats().rejected, 0);
+  assert.deepEqual(console.errors, []);
+  await context.close();
 });
 
 test("another company's token never opens acme's stream", async () => {

@@ -98,6 +98,47 @@ test("each merchant's page shows its own orders' progress live, and never anothe
   assert.deepEqual(b.errors, []);
 });
 
+test("an order stopped at 60 % shows 60 % on a fresh page and after a reload, and no other merchant's order", async () => {
+  // The worker's messages for an order that got to 60 % and went no further, then another
+  // merchant's message about the same order id, which must not become this merchant's state.
+  const poId = 'PO-00000060';
+  const before = example.bridges.stats().published;
+  const publisher = createClient({ url: REDIS_URL });
+  await publisher.connect();
+  try {
+    const send = (merchantId: string, kind: string, data: Record<string, unknown>) =>
+      publisher.publish(`${PREFIX}:${merchantId}:${kind}`, JSON.stringify({ type: kind, poId, ...data }));
+    await send('merchant-c', 'stage', { stage: 'ai_parsing', status: 'started', message: 'Parsing c.pdf' });
+    for (const progress of [20, 40, 60]) {
+      await send('merchant-c', 'progress', { progress, message: `Step at ${progress} %` });
+    }
+    await send('merchant-d', 'progress', { progress: 13, message: 'not yours' });
+  } finally {
+    await publisher.close();
+  }
+  for (let waited = 0; example.bridges.stats().published < before + 5; waited += 20) {
+    assert.ok(waited < 30_000, 'the bridge carried the five messages in');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  // A browser context of its own, signed in after all of it was published.
+  const { page, errors } = await signIn('merchant-c');
+  const showsSixtyPercent = async (when: string) => {
+    await order(page, poId).and(page.locator('[data-progress="60"]')).waitFor();
+    assert.equal(await order(page, poId).locator('.percent').textContent(), '60 %', when);
+    assert.equal(await order(page, poId).locator('.message').textContent(), 'Step at 60 %', when);
+    assert.equal(await order(page, poId).getAttribute('data-state'), 'processing', when);
+    assert.deepEqual(await ordersOn(page), [poId], `only merchant-c's order ${when}`);
+  };
+  await showsSixtyPercent('on first load');
+  await page.reload();
+  await page.locator('.status[data-status="open"]').waitFor();
+  await showsSixtyPercent('after a reload');
+  assert.equal(example.bridges.stats().rejected, 0);
+  await page.screenshot({ path: artifactPath('order-progress-snapshot.png') });
+  assert.deepEqual(errors, []);
+});
+
 test('without a session the upload and the stream are refused with problems, not opened', async () => {
   const upload = await fetch(`${example.url}/api/purchase-orders`, {
     method: 'POST',

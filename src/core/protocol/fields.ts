@@ -131,7 +131,7 @@ export interface EventField {
   /** The field of Mercure's publish form that sets it. */
   readonly mercure?: string;
   /** What of a bridged message sets it: a mapping of the bridge spec, or the message itself. */
-  readonly bridge?: 'topic' | 'tenant' | 'type' | 'id' | 'message';
+  readonly bridge?: 'topic' | 'tenant' | 'type' | 'id' | 'key' | 'message';
   /** The `herald publish` option that sets it, as commander names it. */
   readonly cli?: string;
 }
@@ -214,6 +214,7 @@ export const EVENT_FIELDS = {
     rule: 'text without control characters',
     invalid: 'invalid-key',
     maxLength: 256,
+    bridge: 'key',
     cli: 'key',
   },
   priority: {
