@@ -1,3 +1,4 @@
+import { AuthUrl, type AuthUrlOptions } from './auth/auth-url.ts';
 import { createJwtVerifier, type JwtOptions } from './auth/jwt.ts';
 import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
@@ -30,6 +31,7 @@ import type { HeraldLogger } from './observability/logger.ts';
 import { metricsOf } from './observability/metrics.ts';
 import { metricsRoutes } from './observability/metrics-route.ts';
 import { type HeraldStats, NodeStats } from './observability/node-stats.ts';
+import { chainLifecycles, type WebhookOptions, Webhooks } from './observability/webhooks.ts';
 
 export interface HeraldOptions extends HubSettings {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
@@ -68,6 +70,10 @@ export interface HeraldOptions extends HubSettings {
   };
   /** Your own authentication instead of `auth`: from the request to a Principal. */
   readonly authenticate?: Authenticator;
+  /** Ask the app who a stream or publish without a token comes from (docs/hooks.md); not with `authenticate`. */
+  readonly authUrl?: AuthUrlOptions;
+  /** Tell the app of every stream opened and closed, in signed batches (docs/hooks.md). */
+  readonly webhook?: WebhookOptions;
   /**
    * The Mercure protocol at `/.well-known/mercure`, on the same hub, broker and auth. On by
    * default; `false` turns it off.
@@ -150,6 +156,10 @@ export class Herald<Events extends EventMap = EventMap> {
   readonly logger: HeraldLogger | undefined;
   /** The HTTP API on this hub: the adapters (`nodeHandler`, `webHandler`, Fastify) hand it their requests. */
   readonly http: Router;
+  /** The app's auth endpoint (`authUrl`), when there is one. */
+  readonly authUrl: AuthUrl | undefined;
+  /** Deliveries to the app's webhook endpoint (`webhook`), when there is one. */
+  readonly webhooks: Webhooks | undefined;
   private readonly nodeStats: NodeStats;
   /** The dashboard's live figures, sent to admin streams of `herald/stats` while any watch. */
   private readonly statsFeed: StatsFeed;
@@ -163,6 +173,8 @@ export class Herald<Events extends EventMap = EventMap> {
       maxSelectorLength,
       auth,
       authenticate,
+      authUrl,
+      webhook,
       mercure,
       corsOrigins,
       limits,
@@ -175,31 +187,42 @@ export class Herald<Events extends EventMap = EventMap> {
       dashboard,
       ...hub
     } = options;
+    if (authUrl !== undefined && authenticate !== undefined) {
+      throw new Error('authUrl and authenticate both decide who a request comes from: configure one of them');
+    }
     this.nodeId = nodeId ?? globalThis.crypto.randomUUID().slice(0, 8);
     this.degraded = degraded;
     this.broker = broker ?? new MemoryBroker(history);
     this.logger = logger;
+    // Options that can be refused are read before the hub starts.
+    const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
+    const tokens = verifier === undefined ? undefined : tokenAuthenticator({ ...auth, verifier });
+    this.authUrl =
+      authUrl === undefined
+        ? undefined
+        : new AuthUrl(authUrl, { tokens, cookieName: auth?.cookieName ?? 'herald_token', logger });
+    this.webhooks = webhook === undefined ? undefined : new Webhooks(webhook, this.nodeId, logger);
+    // Webhooks are told of streams after the connection log (or the app's own lifecycle): both
+    // only at open and close, so a hub without either does no more per stream than before.
+    const lifecycle = chainLifecycles(
+      hub.lifecycle ?? (logger === undefined ? undefined : connectionLog(logger)),
+      this.webhooks?.lifecycle(),
+    );
     this.hub = new Hub(this.broker, {
       ...(logger === undefined
         ? {}
-        : {
-            lifecycle: connectionLog(logger),
-            onError: (error: unknown, context: string) => logger.error({ err: error }, context),
-          }),
+        : { onError: (error: unknown, context: string) => logger.error({ err: error }, context) }),
       ...definedOnly(hub),
+      ...(lifecycle === undefined ? {} : { lifecycle }),
       ...(history?.maxAgeMs === undefined
         ? {}
         : { rewind: { ...DEFAULT_HUB_OPTIONS.rewind, maxAgeMs: history.maxAgeMs, ...hub.rewind } }),
     });
-    this.open = authenticate === undefined && auth === undefined;
-    const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
+    this.open = authenticate === undefined && auth === undefined && authUrl === undefined;
     this.limits = new Limits(limits);
     this.trustedProxies = new TrustedProxies(trustProxy);
     this.authenticate = chargingRefusedPublishes(
-      authenticate ??
-        (verifier === undefined
-          ? openModeAuthenticator(open === true)
-          : tokenAuthenticator({ ...auth, verifier })),
+      authenticate ?? this.authUrl?.authenticate ?? tokens ?? openModeAuthenticator(open === true),
       this.limits,
     );
     this.maxBodyBytes = maxBodyBytes ?? 4 * 1024 * 1024;
@@ -212,13 +235,21 @@ export class Herald<Events extends EventMap = EventMap> {
         : new Mercure(this.hub, mercure ?? {}, {
             // A custom `authenticate` decides for Mercure too, unless Mercure has keys of its own.
             verifier: authenticate === undefined ? verifier : undefined,
-            authenticate: this.authenticate,
+            // Not the app's endpoint: a cookie it accepts could forge Mercure's form publishes,
+            // which no Origin check guards.
+            authenticate:
+              this.authUrl === undefined
+                ? this.authenticate
+                : chargingRefusedPublishes(this.authUrl.tokensOnly, this.limits),
             anonymous: auth?.anonymous ?? false,
             corsOrigins: corsOrigins ?? [],
             limits: this.limits,
           });
     this.onError = this.hub.options.onError;
     this.nodeStats = new NodeStats(this.hub, this.nodeId, this.degraded);
+    const { authUrl: asking, webhooks } = this;
+    if (asking !== undefined) this.nodeStats.add('authUrl', () => asking.stats());
+    if (webhooks !== undefined) this.nodeStats.add('webhooks', () => webhooks.stats());
     this.http = new Router(this.httpContext(), this.routes(metrics, dashboard !== false));
     if (this.open) warnOpenOnce(open === true, logger);
     this.statsFeed = new StatsFeed({
@@ -329,10 +360,14 @@ export class Herald<Events extends EventMap = EventMap> {
     this.nodeStats.add(name, source);
   }
 
-  /** Ends every stream with a retry hint and closes the broker. */
-  close(): Promise<void> {
+  /** Ends every stream with a retry hint and closes the broker, then sends their webhook notices (≤ 2 s). */
+  async close(): Promise<void> {
     this.statsFeed.stop();
-    return this.hub.close();
+    try {
+      await this.hub.close();
+    } finally {
+      await this.webhooks?.close();
+    }
   }
 }
 

@@ -46,9 +46,14 @@ function deeperProblems({ config }: ResolvedConfig): string[] {
   }
   try {
     const options = heraldOptions(config);
-    if (options.auth === undefined && !config.insecure && !isLoopback(config.host)) {
+    if (
+      options.auth === undefined &&
+      options.authUrl === undefined &&
+      !config.insecure &&
+      !isLoopback(config.host)
+    ) {
       problems.push(
-        `--host ${config.host}: open development mode (no JWT key configured) is refused on a non-loopback address; configure --jwt-secret, --jwt-public-key or --jwks-url, or pass --insecure if this network is yours alone`,
+        `--host ${config.host}: open development mode (no JWT key configured) is refused on a non-loopback address; configure --jwt-secret, --jwt-public-key, --jwks-url or --auth-url, or pass --insecure if this network is yours alone`,
       );
     }
   } catch (error) {

@@ -55,7 +55,7 @@ export async function serve(
   if (herald.open && !config.insecure && !isLoopback(config.host)) {
     throw new Error(
       `refusing to listen on ${config.host} in open development mode (no JWT key configured): anyone who ` +
-        'can reach it could publish. Configure --jwt-secret, --jwt-public-key or --jwks-url, ' +
+        'can reach it could publish. Configure --jwt-secret, --jwt-public-key, --jwks-url or --auth-url, ' +
         'or pass --insecure if this network is yours alone',
     );
   }
@@ -288,6 +288,24 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
     ...(native === undefined
       ? {}
       : { auth: { jwt: native, anonymous: config.anonymous, cookieName: config.cookieName } }),
+    ...(config.authUrl === undefined
+      ? {}
+      : {
+          authUrl: {
+            url: config.authUrl,
+            forwardHeaders: config.authForwardHeaders,
+            timeoutMs: config.authTimeout,
+          },
+        }),
+    ...(config.webhookUrl === undefined || config.webhookSecret === undefined
+      ? {}
+      : {
+          webhook: {
+            url: config.webhookUrl,
+            secret: config.webhookSecret,
+            testOnlyAllowWeakSecrets: config.testOnlyAllowWeakSecrets,
+          },
+        }),
     mercure: config.mercure
       ? {
           ...(publisherJwt === undefined ? {} : { publisherJwt }),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { forwardHeaderProblem } from '../auth/auth-url.ts';
 import { MIN_SECRET_BYTES, weakSecretProblem } from '../auth/jwt.ts';
 import {
   backendNamed,
@@ -38,6 +39,26 @@ const COOKIE_HINT = "letters, digits and !#$%&'*+-.^_`|~ for a cookie name";
 
 export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 
+/** Header names, repeated or comma-separated, in lower case; one that cannot be forwarded is refused. */
+const headerNames = z.unknown().transform((value, ctx) => {
+  if (typeof value !== 'string' && !Array.isArray(value)) {
+    ctx.addIssue({ code: 'custom', message: 'must be a list of header names' });
+    return z.NEVER;
+  }
+  const names = (Array.isArray(value) ? value.map(String) : [value])
+    .flatMap((item) => item.split(','))
+    .map((item) => item.trim().toLowerCase())
+    .filter((item) => item !== '');
+  for (const name of names) {
+    const problem = forwardHeaderProblem(name);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    }
+  }
+  return [...new Set(names)];
+});
+
 const schema = z.object({
   port: wholeNumber(0, 65_535),
   workers: processes,
@@ -76,6 +97,11 @@ const schema = z.object({
   jwtLeeway: duration(),
   anonymous: onOff,
   cookieName: pattern(COOKIE_NAME, COOKIE_HINT),
+  authUrl: httpUrl.optional(),
+  authForwardHeaders: headerNames,
+  authTimeout: duration(1),
+  webhookUrl: httpUrl.optional(),
+  webhookSecret: text.optional(),
   corsOrigin: list,
   mercure: onOff,
   mercurePublisherJwtKey: text.optional(),
@@ -112,9 +138,18 @@ export const serveConfigSchema = schema.superRefine((config, ctx) => {
   } catch (error) {
     ctx.addIssue({ code: 'custom', path: ['trustProxy'], message: (error as Error).message });
   }
+  if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['webhookSecret'],
+      message:
+        'is required with --webhook-url: every delivery is signed with it, so the app can tell it came from Herald',
+    });
+  }
   if (config.testOnlyAllowWeakSecrets) return;
   const secrets: [SettingKey, string | undefined][] = [
     ['jwtSecret', config.jwtSecret],
+    ['webhookSecret', config.webhookSecret],
     ['mercurePublisherJwtKey', hmacOnly(config.mercurePublisherJwtKey, config.mercurePublisherJwtAlg)],
     ['mercureSubscriberJwtKey', hmacOnly(config.mercureSubscriberJwtKey, config.mercureSubscriberJwtAlg)],
   ];

@@ -1,3 +1,4 @@
+import { DEFAULT_AUTH_URL } from '../auth/auth-url.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../backends/history.ts';
 import { DEFAULT_LATEST_MAX_KEYS } from '../backends/latest.ts';
 import { brokerUrlHint } from '../backends/registry.ts';
@@ -24,6 +25,7 @@ export const GROUPS = [
   'Broker and history',
   'Streams',
   'Auth',
+  'App hooks',
   'Limits',
   'Mercure',
   'Observability',
@@ -309,6 +311,44 @@ export const SETTINGS: readonly Setting[] = [
     '--insecure',
     false,
     'allow open development mode (no key) on a non-loopback address',
+  ),
+  // App hooks
+  setting(
+    'App hooks',
+    'authUrl',
+    '--auth-url <url>',
+    undefined,
+    "the app's endpoint that decides who a stream or publish without a Herald token comes from (docs/hooks.md)",
+  ),
+  setting(
+    'App hooks',
+    'authForwardHeaders',
+    '--auth-forward-headers <names>',
+    [...DEFAULT_AUTH_URL.forwardHeaders],
+    'request headers sent on to --auth-url, and that its answers are cached under (repeatable, or comma-separated)',
+    { repeatable: true },
+  ),
+  setting(
+    'App hooks',
+    'authTimeout',
+    '--auth-timeout <duration>',
+    DEFAULT_AUTH_URL.timeoutMs,
+    'time --auth-url has to answer before the request gets a 503 with Retry-After',
+  ),
+  setting(
+    'App hooks',
+    'webhookUrl',
+    '--webhook-url <url>',
+    undefined,
+    "the app's endpoint told of every stream opened and closed, in signed batches, retried with backoff (docs/hooks.md)",
+  ),
+  setting(
+    'App hooks',
+    'webhookSecret',
+    '--webhook-secret <secret>',
+    undefined,
+    'HMAC-SHA256 key that signs webhook deliveries (Herald-Signature); required with --webhook-url',
+    { secret: true },
   ),
   // Limits
   setting('Limits', 'maxDataSize', '--max-data-size <size>', H.maxDataBytes, 'largest event data'),

@@ -70,7 +70,7 @@ export const PROBLEMS = [
   {
     status: 400,
     code: 'invalid-id',
-    when: 'an `id` that is empty, over 256 characters, holds a control character or half a surrogate pair, or looks like a log position (digits, or digits-digits); on the NATS broker, an id over 1 024 bytes; a Mercure `id` with CR, LF or NUL or starting with `#`',
+    when: "an `id` that is empty, over 256 characters, holds a control character or half a surrogate pair, or looks like a log position (digits, or digits-digits); on the NATS broker, an id over 1 024 bytes; a Mercure `id` with CR, LF or NUL or starting with `#`; a channel's `lastEventId` that is neither a string nor a number",
   },
   {
     status: 400,
@@ -135,12 +135,30 @@ export const PROBLEMS = [
     when: '`redact` that is not 1 to 32 JSON Pointers each mapped to a permission, or `redact` on data that is not an object or array',
   },
   { status: 400, code: 'invalid-data', when: '`data` that cannot be serialized as JSON' },
-  { status: 400, code: 'connection-required', when: '`POST /v1/subscriptions` without `connectionId`' },
-  { status: 400, code: 'secret-required', when: "`POST /v1/subscriptions` without the stream's `secret`" },
+  {
+    status: 400,
+    code: 'connection-required',
+    when: '`POST /v1/subscriptions` or `POST /v1/channels` without `connectionId`',
+  },
+  {
+    status: 400,
+    code: 'secret-required',
+    when: "`POST /v1/subscriptions` or `POST /v1/channels` without the stream's `secret`",
+  },
   {
     status: 400,
     code: 'invalid-action',
-    when: '`POST /v1/subscriptions` with an `action` other than `subscribe`, `unsubscribe` or `set`',
+    when: '`POST /v1/subscriptions` with an `action` other than `subscribe`, `unsubscribe` or `set`; `POST /v1/channels` with one other than `open` or `close`',
+  },
+  {
+    status: 400,
+    code: 'invalid-channel',
+    when: 'a `channel` that is not 1–64 characters of `A–Z`, `a–z`, `0–9`, `_` and `-`; `mux` other than `1`, or a mux stream given `topic`, `type`, `tag.`, `rewind`, `since` or `snapshot` (its channels take them)',
+  },
+  {
+    status: 400,
+    code: 'too-many-channels',
+    when: '`POST /v1/channels` opening a 33rd channel on one mux stream',
   },
   { status: 400, code: 'malformed-form', when: 'a Mercure publish whose form body is not UTF-8' },
   {
@@ -185,11 +203,21 @@ export const PROBLEMS = [
   { status: 401, code: 'token-issuer-invalid', when: 'a token from another issuer than `--jwt-issuer`' },
   { status: 401, code: 'token-audience-invalid', when: 'a token for another audience than `--jwt-audience`' },
   { status: 401, code: 'token-claims-invalid', when: 'a `herald` (or `mercure`) claim of the wrong shape' },
+  {
+    status: 401,
+    code: 'auth-denied',
+    when: "`--auth-url`: the app's auth endpoint answered 401 to a stream or publish without a Herald token",
+  },
+  {
+    status: 403,
+    code: 'auth-denied',
+    when: '`--auth-url`: the app\'s auth endpoint answered 403, or `{"allow": false}` (with its `reason`)',
+  },
   { status: 403, code: 'publish-forbidden', when: 'a topic that no publish grant of the token matches' },
   {
     status: 403,
     code: 'tenant-forbidden',
-    when: '`?tenant=` of another tenant, or a publish into another tenant, without admin credentials',
+    when: "`?tenant=` (or a channel's `tenant`) of another tenant, or a publish into another tenant, without admin credentials",
   },
   {
     status: 403,
@@ -209,7 +237,7 @@ export const PROBLEMS = [
   {
     status: 403,
     code: 'not-your-stream',
-    when: '`POST /v1/subscriptions` from another credential than the one that opened the stream',
+    when: '`POST /v1/subscriptions` from another credential than the one that opened the stream; `POST /v1/channels` from another than the one that opened the mux stream',
   },
   {
     status: 403,
@@ -231,7 +259,12 @@ export const PROBLEMS = [
   {
     status: 404,
     code: 'connection-not-found',
-    when: '`POST /v1/subscriptions` for a stream that is not open on this node, or with a wrong secret',
+    when: '`POST /v1/subscriptions` for a stream that is not open on this node, or with a wrong secret; `POST /v1/channels` for a mux stream likewise',
+  },
+  {
+    status: 404,
+    code: 'channel-not-found',
+    when: '`POST /v1/channels` closing a channel that is not open on that mux stream',
   },
   {
     status: 404,
@@ -288,6 +321,16 @@ export const PROBLEMS = [
     status: 503,
     code: 'jwks-unavailable',
     when: 'the JWKS cannot be fetched to verify a token, with `Retry-After`',
+  },
+  {
+    status: 503,
+    code: 'auth-unavailable',
+    when: "`--auth-url`: the app's auth endpoint did not answer within `--auth-timeout` (2 s), could not be reached, or answered a status other than 2xx, 401 and 403, with `Retry-After`",
+  },
+  {
+    status: 503,
+    code: 'auth-answer-invalid',
+    when: "`--auth-url`: the app's auth endpoint answered 2xx with what [docs/hooks.md](hooks.md) does not describe (not JSON, a malformed grant or tenant, `admin` without `allowAdmin`), with `Retry-After`",
   },
   {
     status: 503,

@@ -71,6 +71,21 @@ export interface ReauthPayload {
 }
 
 /**
+ * On a mux stream (`GET /v1/events?mux=1`), labelled with the `channel:` it is about (no `id:`):
+ * the hub ended that channel while the mux stays open. The client reopens it from its last id.
+ * When the mux itself ends, its channels end with it and none is announced.
+ */
+export const CHANNEL_CLOSED_EVENT = 'herald.channel-closed';
+export interface ChannelClosedPayload {
+  /**
+   * Why the hub ended it: `overflow` (its outbox overflowed while the mux's socket was full),
+   * `expired` (its credential), `lifetime`, `idle`, `reset` (the broker's log was replaced) or
+   * `error`.
+   */
+  readonly reason: 'overflow' | 'expired' | 'lifetime' | 'idle' | 'reset' | 'error';
+}
+
+/**
  * The dashboard's live figures, a notice on `STATS_TOPIC` once a second, outside the log (no id).
  * Its data is `DashboardStats` (src/dashboard/stats-feed.ts): the node's `/v1/stats`, a shape of
  * the server that the core may not import.
@@ -88,6 +103,7 @@ export interface SystemEventPayloads {
   [GAP_EVENT]: GapPayload;
   [REAUTH_EVENT]: ReauthPayload;
   [HISTORY_EVENT]: HistoryPayload;
+  [CHANNEL_CLOSED_EVENT]: ChannelClosedPayload;
 }
 
 export type SystemEventType =
@@ -95,4 +111,5 @@ export type SystemEventType =
   | typeof GAP_EVENT
   | typeof REAUTH_EVENT
   | typeof HISTORY_EVENT
+  | typeof CHANNEL_CLOSED_EVENT
   | typeof STATS_EVENT;

@@ -1,4 +1,5 @@
 import type { RouteEntry } from '../route-table.ts';
+import { channels, withMuxStats } from './channels.ts';
 import { poll, subscribe } from './events.ts';
 import { health, readiness } from './health.ts';
 import { latest } from './latest.ts';
@@ -12,8 +13,9 @@ export const API_ROUTES: readonly RouteEntry[] = [
   { method: 'GET', path: '/v1/events/poll', handle: poll },
   { method: 'GET', path: '/v1/latest', handle: latest },
   { method: 'POST', path: '/v1/subscriptions', handle: changeSubscriptions },
+  { method: 'POST', path: '/v1/channels', handle: channels },
   { method: 'POST', path: '/v1/publish', handle: publish },
-  { method: 'GET', path: '/v1/stats', handle: stats },
+  { method: 'GET', path: '/v1/stats', handle: (context, request) => stats(withMuxStats(context), request) },
   { method: 'GET', path: '/healthz', handle: health },
   { method: 'GET', path: '/readyz', handle: readiness },
 ];

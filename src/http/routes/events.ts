@@ -5,6 +5,7 @@ import type { HttpContext } from '../context.ts';
 import { queryFilter } from '../filter-params.ts';
 import { headerText } from '../header-text.ts';
 import { historyStartOf } from '../history-params.ts';
+import { openMux } from '../mux.ts';
 import { json, SSE_HEADERS } from '../replies.ts';
 import type { HttpReply, HttpRequest } from '../request.ts';
 import { checkSelectorLengths, nonEmpty, streamable } from '../request-checks.ts';
@@ -16,6 +17,7 @@ import { checkSelectorLengths, nonEmpty, streamable } from '../request-checks.ts
 
 export async function subscribe(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   const principal = await context.authenticate(request, 'subscribe');
+  if (request.query.has('mux')) return muxStream(context, request, principal);
   const subscription = await subscriptionOf(context, request, principal);
   const release = context.limits.openStream(
     request.remoteAddress ?? '',
@@ -29,6 +31,61 @@ export async function subscribe(context: HttpContext, request: HttpRequest): Pro
     open(sink) {
       try {
         return context.hub.subscribe(withRelease, sink);
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    discard: release,
+  };
+}
+
+/** What a channel asks for (`POST /v1/channels`), never the mux stream that carries it. */
+const CHANNEL_PARAMETERS = ['topic', 'type', 'rewind', 'since', 'snapshot'];
+
+/**
+ * `GET /v1/events?mux=1`: one stream that carries channels, each a subscription of its own opened
+ * with `POST /v1/channels` (see ../mux.ts). It counts as a stream for the limits, as each of its
+ * channels does; `Last-Event-ID` is not its to use: each channel resumes from its own.
+ */
+async function muxStream(
+  context: HttpContext,
+  request: HttpRequest,
+  principal: Principal,
+): Promise<HttpReply> {
+  const { query } = request;
+  const mux = query.getAll('mux');
+  if (mux.length !== 1 || mux[0] !== '1') {
+    throw badRequest('invalid-channel', `mux must be 1, given once, not ${JSON.stringify(mux.join(','))}`);
+  }
+  const selecting =
+    CHANNEL_PARAMETERS.find((name) => query.has(name)) ??
+    [...query.keys()].find((name) => name.startsWith('tag.'));
+  if (selecting !== undefined) {
+    throw badRequest(
+      'invalid-channel',
+      `a mux stream selects nothing itself: give ${selecting} to a channel it carries (POST /v1/channels)`,
+    );
+  }
+  const tenant = watchedTenant(principal, query.get('tenant'));
+  await streamable(context.hub, context.log);
+  const release = context.limits.openStream(request.remoteAddress ?? '', principal.subject, tenant);
+  const subscription = {
+    tenant,
+    selectors: [],
+    grants: principal.subscribe,
+    permissions: principal.permissions,
+    subject: principal.subject,
+    expiresAt: principal.expiresAt,
+    onClose: release,
+    requestId: request.requestId,
+  };
+  return {
+    kind: 'stream',
+    headers: SSE_HEADERS,
+    open(sink) {
+      try {
+        return openMux(context.hub, subscription, sink);
       } catch (error) {
         release();
         throw error;
@@ -83,7 +140,7 @@ export function numberParameter(
  */
 export async function subscriptionOf(
   context: HttpContext,
-  request: HttpRequest,
+  request: Pick<HttpRequest, 'query' | 'header'>,
   principal: Principal,
   { after, resume = true }: { readonly after?: string | null; readonly resume?: boolean } = {},
 ) {
