@@ -100,6 +100,15 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** The EventSource constructor for `transport: 'eventsource'`. Default: the global one. */
   EventSource?: typeof EventSource;
+  /**
+   * One stream for all the tabs of an origin (per hub and credential): the tab elected with Web
+   * Locks holds it and relays each tab's events over BroadcastChannel. Default: on in a browser
+   * window that has both, for a client with a `token`; `false` turns it off; `true` also shares
+   * with cookie authentication (the hub must allow the origin: `--cors-origin`), between workers,
+   * or between the worker threads of a Node process. Never with `transport: 'eventsource'` or
+   * `tenant`.
+   */
+  shareTabs?: boolean;
   /** Turns raw data into `message.data`. Default: JSON, or the string itself when it is not JSON. */
   parse?: (raw: string, type: string) => unknown;
 }

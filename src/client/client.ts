@@ -45,8 +45,22 @@ export function createClient<Events extends Record<string, unknown> = Record<str
   const { initialMs = 500, maxMs = 30_000 } = options.backoff ?? {};
   const eventSource = options.transport === 'eventsource';
   const autoPolling = options.polling !== 'never' && !eventSource;
-  const doFetch: typeof fetch = options.fetch ?? ((input, init) => fetch(input, init));
   const global = globalThis as Partial<Window & typeof globalThis>;
+  // One stream for the tabs: where tabs share an origin (a browser window: not a worker, nor Node
+  // or a DOM faked in it, unless asked for), and both APIs exist. Not by default for a cookie: the
+  // hub lets a cookie open channels (a POST) only from an origin it was told to allow. An admin's `tenant` view asks for what a shared stream
+  // cannot carry. Loaded only then: the other clients do not pay for it.
+  const shareTabs =
+    options.shareTabs !== false &&
+    !eventSource &&
+    options.tenant === undefined &&
+    (options.shareTabs === true ||
+      (options.token !== undefined &&
+        typeof global.Window === 'function' &&
+        global instanceof global.Window)) &&
+    !!global.navigator?.locks &&
+    typeof global.BroadcastChannel === 'function';
+  const doFetch: typeof fetch = options.fetch ?? ((input, init) => fetch(input, init));
   // Relative to the page; always ends with one slash, so `v1/events` resolves below it.
   const root = `${new URL(options.url, global.location?.href)}`.replace(/\/*$/, '/');
 
@@ -115,6 +129,10 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     unauthorized: 0,
     emptyStreams: 0,
     retryHint: undefined,
+    share: shareTabs
+      ? (session, connection) => import('./tab-share.ts').then(({ shared }) => shared(session, connection))
+      : undefined,
+    leave: undefined,
     retryTimer: undefined,
     probeTimer: undefined,
     query: () => queryOf(session.topics, session.types, session.tags),
@@ -163,7 +181,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     };
     connections.add(connection);
     if (!isPoll && !eventSource) watchdog.watch(connection, watchLimit, () => session.expire(connection));
-    (isPoll ? poll : eventSource ? nativeEventSource : stream)(session, connection).then(
+    (isPoll ? poll : eventSource ? nativeEventSource : (session.share ?? stream))(session, connection).then(
       () => ended(connection),
       (error: unknown) => ended(connection, error),
     );
@@ -174,6 +192,13 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     connections.delete(connection);
     watchdog.unwatch(connection);
     if (connection.id === session.connectionId) session.connectionId = undefined;
+    if ((error as { unshared?: boolean } | undefined)?.unshared) {
+      // No tab sharing here after all (the hub has no shared streams, too many tabs, a proxy):
+      // this client streams on its own, now.
+      session.share = undefined;
+      if (!session.closed) open(connections.size > 0, connection.probe);
+      return;
+    }
     // A probe that failed (or was cut short by a new poll): the next one is due in probeMs.
     if (connection.probe) {
       scheduleProbe();
@@ -252,6 +277,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     watchdog.stop();
     for (const connection of connections) connection.abort.abort();
     connections.clear();
+    session.leave?.();
     session.connectionId = undefined;
     global.removeEventListener?.('online', onOnline);
     global.removeEventListener?.('offline', onOffline);

@@ -46,6 +46,13 @@ export interface Session {
   emptyStreams: number;
   /** The hub's `retry:`, a floor under the reconnection delay. */
   retryHint: number | undefined;
+  /**
+   * The tab-shared stream's transport (a channel of the leader tab's stream), while tab sharing is
+   * on; undefined once it is off (unsupported here, or refused by the hub).
+   */
+  share: ((session: Session, connection: Connection) => Promise<void>) | undefined;
+  /** Takes the client out of its tab-sharing group, if it is in one. */
+  leave: (() => void) | undefined;
   retryTimer: ReturnType<typeof setTimeout> | undefined;
   probeTimer: ReturnType<typeof setTimeout> | undefined;
 

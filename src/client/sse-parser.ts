@@ -5,6 +5,11 @@
  * Bytes go through one streaming UTF-8 decoder, so a character split across chunks is decoded
  * once both halves are there; one leading BOM is stripped (§9.2.5: "UTF-8 decode"), no more.
  * Lines end at CRLF, LF or CR, also when a CRLF is split across chunks.
+ *
+ * One field beyond the spec: `channel:`, with which a shared stream (`GET /v1/events?mux=1`)
+ * labels the events of each subscription it carries. EventSource ignores it, as it ignores every
+ * unknown field; here it is kept, and each channel has its own last event ID buffer, as it would
+ * have on a stream of its own.
  */
 
 /** One dispatched event (§9.2.6 "dispatch the event"). */
@@ -15,6 +20,8 @@ export interface SseEvent {
   readonly type: string;
   /** The `data:` lines joined by LF. */
   readonly data: string;
+  /** `channel:`: the subscription of a shared stream the event belongs to; absent on any other. */
+  readonly channel?: string;
 }
 
 export interface SseParser {
@@ -37,13 +44,26 @@ export function createParser(onEvent: (event: SseEvent) => void, onRetry?: (ms: 
   let type = '';
   let data = '';
   let hasData = false;
+  let channel: string | undefined;
+  let ownId: string | undefined; // this event's `id:`
+  let channelIds: Map<string, string> | undefined;
 
   const line = (text: string): void => {
     if (text === '') {
       // A blank line dispatches. §9.2.6: without data, only the buffers are reset.
-      if (hasData) onEvent({ id, type: type || 'message', data });
+      // `id:` sets its buffer as it comes (§9.2.6); applied here, as nothing reads it before, once
+      // `channel:` (which may come after it) has said whose buffer it is.
+      if (channel === undefined) {
+        if (ownId !== undefined) id = ownId;
+        if (hasData) onEvent({ id, type: type || 'message', data });
+      } else {
+        channelIds ??= new Map();
+        if (ownId !== undefined) channelIds.set(channel, ownId);
+        if (hasData) onEvent({ id: channelIds.get(channel) ?? '', type: type || 'message', data, channel });
+      }
       type = data = '';
       hasData = false;
+      channel = ownId = undefined;
       return;
     }
     const colon = text.indexOf(':');
@@ -57,7 +77,9 @@ export function createParser(onEvent: (event: SseEvent) => void, onRetry?: (ms: 
     } else if (field === 'event') type = value;
     else if (field === 'id') {
       // An id with NULL is ignored, so it cannot set a Last-Event-ID header no server could read.
-      if (!value.includes('\0')) id = value;
+      if (!value.includes('\0')) ownId = value;
+    } else if (field === 'channel') {
+      channel = value;
     } else if (field === 'retry') {
       if (/^\d+$/.test(value)) onRetry?.(+value);
     }

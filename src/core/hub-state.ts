@@ -130,6 +130,8 @@ export class HubState {
   readonly index = new SubscriberIndex<Subscriber>();
   /** Every open stream of this node, by connection id. */
   readonly subscribers = new Map<string, Subscriber>();
+  /** How many of `subscribers` only carry others' frames, and are not counted as connections. */
+  carriers = 0;
   /**
    * Streams that opened with a `reset` gap before this node's feed noticed that reset: when it
    * does, they are not told twice. Rare, and forgotten with the stream.

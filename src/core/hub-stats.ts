@@ -33,7 +33,7 @@ export async function hubStats(state: HubState): Promise<HubStats> {
   return {
     broker: state.broker.kind,
     feed: { position: state.cursor, lagMs: state.feedLagMs },
-    connections: { total: state.subscribers.size, byTenant, byTopic },
+    connections: { total: state.subscribers.size - state.carriers, byTenant, byTopic },
     events: { ...state.counters, closed: { ...state.counters.closed } },
     outbox: { queuedEvents, queuedBytes },
     history: await historyOf(state.broker),

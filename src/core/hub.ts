@@ -160,7 +160,8 @@ export class Hub implements SubscriberOwner {
       deadline,
     );
     state.subscribers.set(subscriber.id, subscriber);
-    state.counters.opened++;
+    if (subscriber.carrier) state.carriers++;
+    else state.counters.opened++;
     state.options.lifecycle?.opened(subscriber);
     this.ticker.start();
     openStream(state, this.flusher, subscriber, subscription).catch((error: unknown) => {
@@ -191,7 +192,8 @@ export class Hub implements SubscriberOwner {
     subscriber.markClosed();
     state.subscribers.delete(subscriber.id);
     if (subscriber.indexed) state.index.remove(subscriber);
-    state.counters.closed[reason]++;
+    if (subscriber.carrier) state.carriers--;
+    else state.counters.closed[reason]++;
     state.bytesOfClosed += subscriber.bytesWritten;
     subscriber.onClose?.();
     if (state.subscribers.size === 0) this.ticker.stop();

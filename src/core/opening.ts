@@ -34,8 +34,11 @@ export async function openStream(
   if (subscriber.isClosed) return;
   // Registering and reading the cursor happen in one synchronous step: every event dispatched
   // from here on is after `until`, so it is held in the outbox and never also replayed.
-  state.index.add(subscriber);
-  subscriber.indexed = true;
+  // A carrier selects nothing of its own: what it carries is indexed as the subscribers it carries.
+  if (!subscriber.carrier) {
+    state.index.add(subscriber);
+    subscriber.indexed = true;
+  }
   subscriber.replayUntil = state.cursor;
 
   const { lastEventId, replayAfter, start } = subscription;

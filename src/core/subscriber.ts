@@ -33,6 +33,11 @@ export interface Subscription extends SubscriberRequestInit {
    * `herald.*` events; it opens with a comment instead. Default true.
    */
   readonly systemEvents?: boolean | undefined;
+  /**
+   * The stream only carries other subscriptions' frames (one stream for many: `http/mux.ts`): it
+   * is not counted as a connection or an opened stream, since each of those it carries is.
+   */
+  readonly carrier?: boolean | undefined;
   /** Called once when the stream ends, whoever ends it (releases admission slots). */
   readonly onClose?: (() => void) | undefined;
   /** The id of the request that opened the stream, for log lines about it; opaque to the hub. */
@@ -102,6 +107,8 @@ export class Subscriber extends SubscriberRequest {
   readonly sink: Sink;
   /** `false`: a plain SSE stream of another protocol (Mercure), without `herald.*` events. */
   readonly systemEvents: boolean;
+  /** Carries other subscriptions' frames, and is not counted itself (see `Subscription`). */
+  readonly carrier: boolean;
   readonly onClose: (() => void) | undefined;
   readonly requestId: string | undefined;
   /** When the stream was opened, ms since the epoch. */
@@ -157,6 +164,7 @@ export class Subscriber extends SubscriberRequest {
     this.requestId = subscription.requestId;
     this.openedAt = now;
     this.systemEvents = subscription.systemEvents ?? true;
+    this.carrier = subscription.carrier === true;
     this.sink = sink;
     this.owner = owner;
     this.lastWriteAt = now;

@@ -61,6 +61,7 @@ export function openMux(hub: Hub, subscription: Subscription, sink: Sink): Subsc
       selectors: [],
       filter: undefined,
       systemEvents: false,
+      carrier: true,
       start: undefined,
       lastEventId: undefined,
       onClose: () => {

@@ -28,6 +28,8 @@ for (let i = 0; i < count; i++) {
     token: async () => (await fetch('/token')).text(),
     // A stream held back by the browser's connection limit must stay a stream here.
     polling: 'never',
+    // Each client its own stream: what this page shows is the browser's limit on them.
+    shareTabs: false,
   });
   client.on('*', (message: HeraldMessage) => {
     ids.push(message.id);
