@@ -48,13 +48,23 @@ export interface FanoutParams {
   readonly batch: number;
   readonly window: number;
   readonly payloadBytes: number;
+  /**
+   * Publishers at once, each one event per request on its own connection (`PublishPhase.lanes`);
+   * 1: one publisher, in batches (`batch`).
+   */
+  readonly lanes: number;
 }
 
 /**
  * The parameters of one case at `rate` (0: saturated), from the command line's options and the
  * defaults; `window` replaces the saturated window.
  */
-export function fanoutParams(options: PlanOptions, rate: number, window = SATURATED_WINDOW): FanoutParams {
+export function fanoutParams(
+  options: PlanOptions,
+  rate: number,
+  window = SATURATED_WINDOW,
+  lanes = 1,
+): FanoutParams {
   const subscribers = options.subscribers ?? (options.quick ? 100 : 1_000);
   return {
     subscribers,
@@ -63,9 +73,10 @@ export function fanoutParams(options: PlanOptions, rate: number, window = SATURA
     warmupS: options.warmupS ?? (options.quick ? 0.5 : 2),
     workers: options.workers ?? Math.min(4, Math.max(2, Math.ceil(subscribers / 500))),
     // Fixed rate: a request carries what is due (one event, unless the publisher fell behind).
-    batch: rate > 0 ? 1_000 : SATURATED_BATCH,
+    batch: lanes > 1 ? 1 : rate > 0 ? 1_000 : SATURATED_BATCH,
     window,
     payloadBytes: PAYLOAD_BYTES,
+    lanes,
   };
 }
 
@@ -86,6 +97,7 @@ export async function measureFanout(
     topic: TOPIC,
     connections: params.subscribers,
     workers: params.workers,
+    ...(params.lanes > 1 && { lanes: params.lanes }),
   });
   let publisher: Publisher | undefined;
   try {
@@ -118,6 +130,7 @@ export async function measureFanout(
       batch: params.batch,
       window: params.window,
       payloadBytes: params.payloadBytes,
+      ...(params.lanes > 1 && { lanes: params.lanes, single: true }),
     });
     const publish = async (firstSeq: number, seconds: number, name: string): Promise<PhaseDone> => {
       pub.send({ type: 'run', ...phase(firstSeq, seconds) });

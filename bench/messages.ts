@@ -24,6 +24,11 @@ export interface OpenStreams {
   readonly afterSeq?: number;
   /** Count and time events from this seq on, from the first byte (as `measure` does later). */
   readonly measureFrom?: number;
+  /**
+   * Publishers whose events interleave (`PublishPhase.lanes`): seq g is lane `(g - 1) % lanes`'s,
+   * and order, gaps and duplicates are checked per lane. Default 1: one ordered sequence.
+   */
+  readonly lanes?: number;
 }
 
 /** From now on, events with `seq >= fromSeq` are the measured ones. */
@@ -118,6 +123,18 @@ export interface PublishPhase {
   readonly topics?: readonly string[];
   /** With `topics`, on a protocol without `publishEach`: single-event requests in flight at once. */
   readonly parallel?: number;
+  /**
+   * One event per request even where the protocol takes batches (`publishEach`, `maxBatch`): the
+   * way the seeds publish. With `topics`, `parallel` requests at once.
+   */
+  readonly single?: boolean;
+  /**
+   * One topic, one event per request, from this many publishers at once, each on its own
+   * keep-alive connection (a lane): event g is lane `(g - 1) % lanes`'s, and a lane sends its
+   * next only once the server answered its last, so each lane's events reach a subscriber in
+   * order, whatever the lanes do between them (the subscribers check order per lane).
+   */
+  readonly lanes?: number;
 }
 
 /** The orchestrator's latest view of what every subscriber has received. */

@@ -58,6 +58,8 @@ function requestsFor(
   if (topics === undefined) {
     const payloads: string[] = new Array(count);
     for (let i = 0; i < count; i++) payloads[i] = encodePayload(firstSeq + i, sentAt, phase.payloadBytes);
+    // One topic, one event per request (`single`, without lanes): one at a time, so still in order.
+    if (phase.single === true) return payloads.map((payload) => protocol.publish(phase.topic, [payload]));
     return [protocol.publish(phase.topic, payloads)];
   }
   const n = topics.length;
@@ -69,7 +71,7 @@ function requestsFor(
       data: encodePayload(Math.floor(g / n) + 1, sentAt, phase.payloadBytes),
     };
   }
-  if (protocol.publishEach !== undefined) return [protocol.publishEach(events)];
+  if (protocol.publishEach !== undefined && phase.single !== true) return [protocol.publishEach(events)];
   // Events of one topic are n apart, so requests in flight together never share a topic.
   return events.map((event) => protocol.publish(event.topic, [event.data]));
 }
@@ -124,11 +126,14 @@ function send1(phase: PublishPhase, request: PublishRequest, agent: http.Agent):
 
 async function run(phase: PublishPhase): Promise<PhaseDone> {
   const protocol = protocolNamed(phase.protocol);
+  if (phase.lanes !== undefined && phase.lanes > 1) return runLanes(phase, protocol, phase.lanes);
   // Spread over topics without a request for several, a "batch" is that many requests at once.
   const maxBatch =
-    phase.topics !== undefined && protocol.publishEach === undefined
+    phase.topics !== undefined && (protocol.publishEach === undefined || phase.single === true)
       ? (phase.parallel ?? DEFAULT_PARALLEL)
-      : Math.max(1, Math.min(phase.batch, protocol.maxBatch));
+      : phase.single === true
+        ? 1
+        : Math.max(1, Math.min(phase.batch, protocol.maxBatch));
   const lastAllowed = phase.firstSeq + phase.maxEvents - 1;
   const cpuAtStart = process.cpuUsage();
   const start = performance.now();
@@ -184,6 +189,74 @@ async function run(phase: PublishPhase): Promise<PhaseDone> {
   return error === undefined ? done : { ...done, error };
 }
 
+/** Connections of the lanes, one each. */
+let laneAgent: http.Agent | undefined;
+
+/**
+ * `lanes` publishers on one topic, one event per request: event g goes out on lane
+ * `(g - 1) % lanes` once that lane's previous request was answered (so each lane stays in order)
+ * and once it is due (fixed rate) or within the window (saturated). Events are handed out in
+ * order and every request is awaited before the phase ends, so what was published is always
+ * `firstSeq` to `lastSeq`, without holes.
+ */
+async function runLanes(phase: PublishPhase, protocol: WireProtocol, lanes: number): Promise<PhaseDone> {
+  laneAgent ??= new http.Agent({ keepAlive: true, maxSockets: lanes });
+  const via = laneAgent;
+  const busy: (Promise<void> | undefined)[] = new Array(lanes).fill(undefined);
+  const lastAllowed = phase.firstSeq + phase.maxEvents - 1;
+  const cpuAtStart = process.cpuUsage();
+  const start = performance.now();
+  const deadline = start + phase.durationMs;
+  let next = phase.firstSeq;
+  let requests = 0;
+  let maxLagMs = 0;
+  let error: string | undefined;
+  while (next <= lastAllowed && error === undefined) {
+    const now = performance.now();
+    if (now >= deadline) break;
+    if (phase.rate > 0) {
+      const scheduledAt = start + ((next - phase.firstSeq) * 1000) / phase.rate;
+      if (scheduledAt > now) {
+        await sleep(Math.max(1, Math.min(scheduledAt, deadline) - now));
+        continue;
+      }
+      maxLagMs = Math.max(maxLagMs, now - scheduledAt);
+    } else if (delivered + phase.window - next + 1 < 1) {
+      await deliveries(Math.min(WAIT_SLICE_MS, Math.max(1, deadline - now)));
+      continue;
+    }
+    const lane = (next - 1) % lanes;
+    const previous = busy[lane];
+    if (previous !== undefined) {
+      await previous;
+      busy[lane] = undefined;
+      // The time spent waiting may have run past the deadline or the window: look again.
+      continue;
+    }
+    const request = protocol.publish(phase.topic, [encodePayload(next, nowMs(), phase.payloadBytes)]);
+    busy[lane] = send1(phase, request, via).then(
+      () => {
+        requests++;
+      },
+      (cause: unknown) => {
+        error ??= cause instanceof Error ? cause.message : String(cause);
+      },
+    );
+    next++;
+  }
+  await Promise.all(busy);
+  const done: PhaseDone = {
+    type: 'done',
+    firstSeq: phase.firstSeq,
+    lastSeq: next - 1,
+    requests,
+    elapsedMs: performance.now() - start,
+    maxLagMs,
+    cpuMicros: cpuUsed(cpuAtStart),
+  };
+  return error === undefined ? done : { ...done, error };
+}
+
 process.on('message', (message: PublisherIn) => {
   switch (message.type) {
     case 'run':
@@ -196,6 +269,7 @@ process.on('message', (message: PublisherIn) => {
     case 'quit':
       agent.destroy();
       parallelAgent?.destroy();
+      laneAgent?.destroy();
       process.exit(0);
   }
 });

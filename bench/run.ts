@@ -5,6 +5,7 @@
  * Markdown table and writes bench/results/latest.{md,json}. Exits 1 if any run had a problem
  * (lost events, failed streams): those figures are not to be trusted.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BROKERS } from './brokers.ts';
 import { writeChart } from './chart.ts';
@@ -17,9 +18,10 @@ import { CLUSTER_BROKERS, CLUSTER_RATE, cluster } from './scenarios/cluster.ts';
 import { DEFAULT_RATE, fanout } from './scenarios/fanout.ts';
 import { LATENCY_RATE, latency } from './scenarios/latency.ts';
 import { memory } from './scenarios/memory.ts';
+import { publishing } from './scenarios/publishing.ts';
 import { replay } from './scenarios/replay.ts';
 import { TOPICS_RATE, topicsScenario } from './scenarios/topics.ts';
-import { type RunningTarget, TARGETS, type Target } from './targets.ts';
+import { profileHeraldInto, type RunningTarget, TARGETS, type Target } from './targets.ts';
 
 const SCENARIOS: Readonly<Record<string, Scenario>> = {
   fanout,
@@ -29,6 +31,7 @@ const SCENARIOS: Readonly<Record<string, Scenario>> = {
   replay,
   cluster,
   adversarial,
+  publish: publishing,
 };
 /** The scenarios by the numbers the README and the results use (`--only S7`). */
 const NUMBERED: Readonly<Record<string, string>> = {
@@ -39,13 +42,14 @@ const NUMBERED: Readonly<Record<string, string>> = {
   S5: 'replay',
   S6: 'cluster',
   S7: 'adversarial',
+  S8: 'publish',
 };
 const RESULTS = new URL('./results/', import.meta.url);
 
 const USAGE = `Usage: node bench/run.ts [options]
 
   --scenario <names>     ${Object.keys(SCENARIOS).join(', ')} or all (default: all)
-  --only <S1…S7>         the same by number, e.g. --only S7 (adversarial) or --only S4,S7;
+  --only <S1…S8>         the same by number, e.g. --only S7 (adversarial) or --only S4,S8;
                          a partial run writes results/latest-<names>.*, not results/latest.*
   --target <names>       ${Object.keys(TARGETS).join(', ')} or all (default: all)
   --subscribers <n>      subscribers (fanout, cluster: 1000, quick 100; latency, topics:
@@ -57,6 +61,9 @@ const USAGE = `Usage: node bench/run.ts [options]
   --duration <s>         measured window per case (default: 10; quick: 1.5)
   --warmup <s>           warmup before it (default: 2; quick: 0.5)
   --workers <n>          subscriber worker processes (default: 2–4, by subscriber count)
+  --case <text>          only the cases whose label contains <text> (e.g. "1 event/request")
+  --cpu-prof <dir>       each Herald node writes a V8 CPU profile into <dir> when it stops
+                         (node --cpu-prof; summarize one with bench/profile-summary.ts)
   --quick                small and short, to check that everything works
   -h, --help             this text
 `;
@@ -95,6 +102,8 @@ async function main(): Promise<number> {
       warmup: { type: 'string' },
       workers: { type: 'string' },
       broker: { type: 'string', default: 'all' },
+      'cpu-prof': { type: 'string' },
+      case: { type: 'string' },
       quick: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -134,11 +143,17 @@ async function main(): Promise<number> {
     ...(values.broker !== 'all' && { brokers }),
   };
 
+  // Absolute: the nodes run in the repository's directory, not necessarily this one.
+  const profileDir = values['cpu-prof'];
+  profileHeraldInto(profileDir === undefined ? undefined : resolve(profileDir));
   installCleanup();
   const startedAt = new Date().toISOString();
   const rows: ResultRow[] = [];
   for (const scenario of scenarios) {
-    for (const scenarioCase of scenario.plan(options)) {
+    const cases = scenario
+      .plan(options)
+      .filter((scenarioCase) => values.case === undefined || scenarioCase.label.includes(values.case));
+    for (const scenarioCase of cases) {
       for (const target of targets) {
         const name = `${scenario.name} ${scenarioCase.label} on ${target.name}`;
         if (scenario.targets !== undefined && !scenario.targets.includes(target.name)) {

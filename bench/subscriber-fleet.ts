@@ -20,6 +20,8 @@ export interface FleetOptions {
   readonly lastEventId?: string;
   readonly afterSeq?: number;
   readonly measureFrom?: number;
+  /** As in `OpenStreams`: publishers whose events interleave, order checked per lane. */
+  readonly lanes?: number;
 }
 
 export interface FleetReport {
@@ -98,6 +100,7 @@ export class SubscriberFleet {
             ...(options.lastEventId !== undefined && { lastEventId: options.lastEventId }),
             ...(options.afterSeq !== undefined && { afterSeq: options.afterSeq }),
             ...(options.measureFrom !== undefined && { measureFrom: options.measureFrom }),
+            ...(options.lanes !== undefined && { lanes: options.lanes }),
             type: 'open',
             host: target.subscribeTo.host,
             port: target.subscribeTo.port,

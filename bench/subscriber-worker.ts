@@ -37,7 +37,13 @@ function noteError(message: string): void {
 
 /** One SSE stream: its socket, its reader, and how far it got. */
 class Stream implements SseHandler {
+  /** With one lane, the last seq received; with several, see `lanes`. */
   lastSeq = 0;
+  /**
+   * With several lanes (publishers whose events interleave): each lane's last seq; seq g is lane
+   * `(g - 1) % n`'s, and a lane's events are `n` apart. Undefined with one.
+   */
+  private readonly lanes: number[] | undefined;
   ready = false;
   open = true;
   private settled = false;
@@ -54,8 +60,17 @@ class Stream implements SseHandler {
     onSettled: (ok: boolean) => void,
     localAddress: string | undefined,
     afterSeq: number,
+    lanes: number,
   ) {
     this.lastSeq = afterSeq;
+    // Lane k's seqs are k + 1, k + 1 + n, …: it has "received" its last one up to `afterSeq`
+    // (k + 1 - n when that is 0).
+    if (lanes > 1) {
+      this.lanes = Array.from(
+        { length: lanes },
+        (_, k) => afterSeq - ((((afterSeq - 1 - k) % lanes) + lanes) % lanes),
+      );
+    }
     this.readyOnHead = readyOnHead;
     this.onSettled = onSettled;
     this.reader = new SseReader(this);
@@ -104,13 +119,15 @@ class Stream implements SseHandler {
       totals.other++;
       return;
     }
-    const last = this.lastSeq;
-    if (seq <= last) {
-      totals.duplicates++;
-      return;
-    }
-    if (seq > last + 1) totals.missing += seq - last - 1;
-    this.lastSeq = seq;
+    if (this.lanes === undefined) {
+      const last = this.lastSeq;
+      if (seq <= last) {
+        totals.duplicates++;
+        return;
+      }
+      if (seq > last + 1) totals.missing += seq - last - 1;
+      this.lastSeq = seq;
+    } else if (!this.laneSeq(seq, this.lanes)) return;
     if (seq < measureFrom) return;
     totals.delivered++;
     let micros = Math.round((arrivedAt - payloadSentAt(data)) * 1000);
@@ -120,6 +137,24 @@ class Stream implements SseHandler {
     }
     histogram.recordValue(micros);
     if (arrivedAt > totals.lastArrival) totals.lastArrival = arrivedAt;
+  }
+
+  /** Checks `seq` against its lane; false for a duplicate. Keeps `lastSeq` the highest seq below which nothing is missing. */
+  private laneSeq(seq: number, lanes: number[]): boolean {
+    const n = lanes.length;
+    const lane = (seq - 1) % n;
+    const last = lanes[lane] as number;
+    if (seq <= last) {
+      totals.duplicates++;
+      return false;
+    }
+    if (seq > last + n) totals.missing += (seq - last - n) / n;
+    lanes[lane] = seq;
+    // Lane k has everything up to its last; the next it lacks is last + n.
+    let reached = Number.POSITIVE_INFINITY;
+    for (const laneLast of lanes) if (laneLast + n - 1 < reached) reached = laneLast + n - 1;
+    this.lastSeq = reached;
+    return true;
   }
 
   fail(reason: string): void {
@@ -182,6 +217,7 @@ function openAll(options: OpenStreams): Promise<Opened> {
             settled,
             options.localAddress,
             options.afterSeq ?? 0,
+            options.lanes ?? 1,
           ),
         );
       }

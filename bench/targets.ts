@@ -78,6 +78,17 @@ export interface Target {
 }
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Where each Herald node writes a V8 CPU profile when it exits (`--cpu-prof`, for `run.ts
+ * --cpu-prof <dir>`), or undefined for none. Profiling costs the server some CPU: figures of a
+ * profiled run are for finding where the time goes, not for the table.
+ */
+let profileDir: string | undefined;
+
+export function profileHeraldInto(dir: string | undefined): void {
+  profileDir = dir;
+}
 const LOOP_MONITOR = new URL('./loop-monitor.ts', import.meta.url).href;
 
 /**
@@ -149,6 +160,7 @@ export const herald: Target = {
             command: process.execPath,
             args: [
               ...process.execArgv,
+              ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
               ...(options.loopMonitorFile === undefined ? [] : ['--import', LOOP_MONITOR]),
               ...args,
             ],

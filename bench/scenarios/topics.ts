@@ -39,7 +39,12 @@ interface TopicsParams {
   /** Rounds published before the measured ones. */
   readonly warmupRounds: number;
   readonly rounds: number;
+  /** `single`: one event per request, `PARALLEL` at once, even to a peer that takes batches. */
+  readonly requests: 'batches' | 'single';
 }
+
+/** Single-event requests in flight at once (`PublishPhase.parallel`). */
+const PARALLEL = 16;
 
 type Publisher = WorkerHandle<PublisherIn, PublisherOut>;
 
@@ -92,6 +97,8 @@ async function measureTopics(
         batch: 1_000,
         window: 0,
         payloadBytes: PAYLOAD_BYTES,
+        parallel: PARALLEL,
+        ...(params.requests === 'single' && { single: true }),
       };
       pub.send(phase);
       const done = await pub.next('done', phase.durationMs + 30_000);
@@ -202,8 +209,10 @@ export const topicsScenario: Scenario = {
     '(`bench/t/<i>/{leaf}`; a peer without templates gets exact topics for all, as the Selectors column ' +
     `says). One publisher sends ${TOPICS_RATE.toLocaleString('en-US')} events/s spread round robin over ` +
     'the topics (in batches where the peer takes events to several topics in one request, else one ' +
-    'request per event, 16 at once), so each event has one recipient: the server\u2019s subscriber index is ' +
-    'what is measured. Latency from just before the publish request to the socket read that brought the event.',
+    `request per event, ${PARALLEL} at once; the \u201c1 event/request\u201d case sends one request per event to ` +
+    'every peer, the way the seeds publish), so each event has one recipient: the server\u2019s subscriber index ' +
+    'and its per-event path are what is measured. Latency from just before the publish request to the socket ' +
+    'read that brought the event.',
   columns: [
     { key: 'subscribers', label: 'Subs', format: 'int' },
     { key: 'selectors', label: 'Selectors', format: 'text' },
@@ -228,18 +237,28 @@ export const topicsScenario: Scenario = {
       options.rate !== undefined && options.rate > 0 ? options.rate : options.quick ? 2_000 : TOPICS_RATE;
     // Whole rounds, so every topic's measured events start at the same seq.
     const roundS = subscribers / rate;
-    const params: TopicsParams = {
+    const batched: TopicsParams = {
       subscribers,
       rate,
       warmupRounds: Math.max(1, Math.round((options.warmupS ?? (options.quick ? 0.5 : 2)) / roundS)),
       rounds: Math.max(1, Math.round((options.durationS ?? (options.quick ? 1.5 : 10)) / roundS)),
+      requests: 'batches',
     };
+    const single: TopicsParams = { ...batched, requests: 'single' };
+    // The peers that take no batch publish one event per request in both: the same work twice,
+    // which shows their run-to-run noise beside Herald's two ways.
     return [
       {
         label: `${rate}/s`,
-        params: { ...params },
+        params: { ...batched },
         server: {},
-        run: (target, context) => measureTopics(target, params, context),
+        run: (target, context) => measureTopics(target, batched, context),
+      },
+      {
+        label: `${rate}/s, 1 event/request`,
+        params: { ...single },
+        server: {},
+        run: (target, context) => measureTopics(target, single, context),
       },
     ];
   },

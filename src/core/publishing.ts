@@ -1,8 +1,11 @@
 import { badRequest, HeraldError } from './errors.ts';
-import { type EventDraft, type HeraldEvent, validateEvent } from './event.ts';
+import { type EventDraft, type EventLimits, type HeraldEvent, validateEvent } from './event.ts';
 import { type HubState, shuttingDown } from './hub-state.ts';
 import { ALL_TENANTS, type Principal } from './principal.ts';
 import { anyMatch } from './topics.ts';
+
+/** The `ready` promises of hubs whose broker has started: awaited once, not per publish. */
+const brokerStarted = new WeakSet<Promise<void>>();
 
 /**
  * Validates, authorizes and appends events; resolves once the log has them. With `reuseIds`, a
@@ -23,24 +26,30 @@ export async function publishEvents(
       `the batch has ${inputs.length} events; the limit is ${state.options.maxBatch}`,
     );
   }
-  await state.ready;
+  // Once the broker runs, waiting for it again would cost every publish a turn of the microtask queue.
+  const ready = state.ready;
+  if (!brokerStarted.has(ready)) {
+    await ready;
+    brokerStarted.add(ready);
+  }
   const now = Date.now();
-  const limits = { maxDataBytes: state.options.maxDataBytes };
-  const drafts = inputs.map((input, i) => {
+  const limits: EventLimits = { maxDataBytes: state.options.maxDataBytes };
+  const drafts: EventDraft[] = new Array(inputs.length);
+  for (let i = 0; i < inputs.length; i++) {
     const where = inputs.length > 1 ? `event ${i}: ` : '';
-    const draft = validateEvent(input, principal.tenant, limits, now, where);
+    const draft = validateEvent(inputs[i], principal.tenant, limits, now, where);
     authorize(draft, principal, where);
     const reused = options.reuseIds === true && draft.id !== undefined ? { ...draft, reuseId: true } : draft;
-    return state.options.privateByDefault && !reused.private ? { ...reused, private: true } : reused;
-  });
+    drafts[i] = state.options.privateByDefault && !reused.private ? { ...reused, private: true } : reused;
+  }
   // Matching the topics against this node's templates now, a turn's matching time at a time
   // (see `turnBudget`), makes the publisher wait for what its topics cost, rather than every
   // event fanned out after its own: fan-out then finds the lookups kept.
   for (const draft of drafts) {
-    for (const tenant of [draft.tenant, ALL_TENANTS]) {
-      const matching = state.index.prepareInTurns(tenant, draft.topics);
-      if (matching !== undefined) await matching;
-    }
+    const own = state.index.prepareInTurns(draft.tenant, draft.topics);
+    if (own !== undefined) await own;
+    const all = state.index.prepareInTurns(ALL_TENANTS, draft.topics);
+    if (all !== undefined) await all;
   }
   if (state.closing) throw shuttingDown();
   const started = performance.now();

@@ -51,24 +51,34 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
       req,
       res,
       path,
-      new URLSearchParams(queryStart === -1 ? '' : url.slice(queryStart + 1)),
+      queryStart === -1 ? '' : url.slice(queryStart + 1),
       herald,
     );
+    // Whatever fails while answering is this request's problem, never an unhandled rejection.
+    const failed = (error: unknown) => {
+      herald.onError(error, 'request failed');
+      res.destroy();
+    };
     const answer = outside ? Promise.resolve(undefined) : herald.http.handle(request);
-    answer
-      .then(
-        (reply) => {
+    // One reaction per request, not a chain of them: this runs for every publish.
+    answer.then(
+      (reply) => {
+        try {
           if (reply === undefined && next !== undefined) next();
           else
             send(req, res, reply ?? herald.http.notFound(path, request.header(REQUEST_ID_HEADER)), streams);
-        },
-        (error: unknown) => send(req, res, herald.http.problemReply(error), streams),
-      )
-      // Whatever fails while answering is this request's problem, never an unhandled rejection.
-      .catch((error: unknown) => {
-        herald.onError(error, 'request failed');
-        res.destroy();
-      });
+        } catch (error) {
+          failed(error);
+        }
+      },
+      (error: unknown) => {
+        try {
+          send(req, res, herald.http.problemReply(error), streams);
+        } catch (failure) {
+          failed(failure);
+        }
+      },
+    );
   };
   return Object.assign(handler, {
     closeStreams(): void {
@@ -80,26 +90,27 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
 class NodeRequest implements HttpRequest {
   readonly method: string;
   readonly path: string;
-  readonly query: URLSearchParams;
   readonly remoteAddress: string | undefined;
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private aborted: AbortController | undefined;
+  private readonly queryText: string;
+  private parsedQuery: URLSearchParams | undefined;
 
-  constructor(
-    req: IncomingMessage,
-    res: ServerResponse,
-    path: string,
-    query: URLSearchParams,
-    herald: Herald,
-  ) {
+  constructor(req: IncomingMessage, res: ServerResponse, path: string, queryText: string, herald: Herald) {
     this.req = req;
     this.res = res;
     // The socket's peer, or the client a trusted proxy forwarded for (`trustProxy`).
     this.remoteAddress = herald.clientAddress(req.socket.remoteAddress, (name) => this.header(name));
     this.method = req.method ?? 'GET';
     this.path = path;
-    this.query = query;
+    this.queryText = queryText;
+  }
+
+  /** Parsed on first use: a publish has no query to read. */
+  get query(): URLSearchParams {
+    this.parsedQuery ??= new URLSearchParams(this.queryText);
+    return this.parsedQuery;
   }
 
   /** Made on first use: only a long poll needs to know that its client left. */
@@ -139,25 +150,77 @@ class NodeRequest implements HttpRequest {
     }
     const declared = Number(req.headers['content-length']);
     if (declared > limit) throw tooLarge(declared, limit);
+    const whole = isHttp2(req) ? undefined : bufferedBody(req);
+    if (whole !== undefined) {
+      if (whole.length > limit) throw tooLarge(whole.length, limit, 'over');
+      return whole;
+    }
+    return readBody(req, limit);
+  }
+}
+
+/**
+ * The body of an HTTP/1.x request that node:http has already parsed to its end, taken at once; or
+ * undefined when part of it is still to come (or it was read already). A small publish arrives
+ * with its headers, so by the time a route asks for it the body waits in the request's buffer:
+ * one synchronous read, where reading it as a stream takes an iterator, a promise per chunk and
+ * a turn of the event loop.
+ */
+function bufferedBody(req: IncomingMessage): Uint8Array | undefined {
+  if (!req.complete || req.readableFlowing === true || req.readableEnded || req.destroyed) return undefined;
+  if (req.readableLength === 0) return EMPTY_BODY;
+  // Without a size, read() hands over everything buffered at once (null once nothing is left).
+  const first = req.read() as Buffer | null;
+  if (first === null) return EMPTY_BODY;
+  if (req.readableLength === 0) return first;
+  const chunks = [first];
+  for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The body as it arrives: at most `limit` bytes, else 413; cut short, 400 `body-incomplete`. */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > limit) throw tooLarge(size, limit, 'over');
-        chunks.push(chunk);
+    const settle = (error: HeraldError | undefined) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onIncomplete);
+      req.off('close', onIncomplete);
+      if (error === undefined) resolve(Buffer.concat(chunks, size));
+      else reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        // The rest flows on to no one (the request stays flowing), and the connection closes
+        // after the answer (`connection: close`).
+        settle(tooLarge(size, limit, 'over'));
+        return;
       }
-      // An HTTP/2 request whose stream was reset ends as if complete: it must not pass for the body.
-      if ((req as { aborted?: boolean }).aborted === true) throw new Error('aborted');
-    } catch (error) {
-      if (error instanceof HeraldError) throw error;
-      // The client went away mid-upload ('aborted'): its request, not a failure of the hub to log.
-      throw new HeraldError(400, 'body-incomplete', 'the connection closed before the whole body arrived', {
-        headers: { connection: 'close' },
-      });
-    }
-    return Buffer.concat(chunks, size);
-  }
+      chunks.push(chunk);
+    };
+    // An HTTP/2 request whose stream was reset ends as if complete: it must not pass for the body.
+    const onEnd = () => settle((req as { aborted?: boolean }).aborted === true ? incomplete() : undefined);
+    // The client went away mid-upload ('aborted'): its request, not a failure of the hub to log.
+    const onIncomplete = () => settle(incomplete());
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onIncomplete);
+    req.on('close', onIncomplete);
+    // Read to its end already (by middleware that kept nothing): an empty body, as an empty stream gives.
+    if (req.readableEnded) settle(undefined);
+    else if (req.destroyed) onIncomplete();
+  });
+}
+
+function incomplete(): HeraldError {
+  return new HeraldError(400, 'body-incomplete', 'the connection closed before the whole body arrived', {
+    headers: { connection: 'close' },
+  });
 }
 
 function tooLarge(size: number, limit: number, qualifier = ''): HeraldError {
@@ -178,7 +241,17 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
     return;
   }
   if (reply.kind === 'response') {
-    res.writeHead(reply.status, isHttp2(req) ? forHttp2(reply.headers) : reply.headers);
+    if (isHttp2(req)) res.writeHead(reply.status, forHttp2(reply.headers));
+    else {
+      // With its length known up front, node:http sends the head and the body in one write, not
+      // chunked pieces gathered into a writev.
+      res.writeHead(
+        reply.status,
+        reply.status === 204 || reply.status === 304 || reply.headers['content-length'] !== undefined
+          ? reply.headers
+          : { ...reply.headers, 'content-length': String(Buffer.byteLength(reply.body)) },
+      );
+    }
     res.end(reply.body);
     return;
   }
@@ -215,33 +288,46 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
 const PLAIN_WRITE = ServerResponse.prototype.write;
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
-// Fan-out hands the same frame to every recipient in turn: remembering the last one framed
-// frames it once.
-let framedFrom: Uint8Array | undefined;
+// Fan-out hands the same frames to every recipient in turn (the same events, the same
+// visibility): remembering the last ones framed frames them once per flush, not per recipient.
+// Frames are never changed once made, so the same objects are the same bytes.
+let framedFrom: readonly Uint8Array[] = [];
 let framed: Uint8Array = CRLF;
 
-function chunkOf(frame: Uint8Array): Uint8Array {
-  if (frame !== framedFrom) {
-    framed = Buffer.concat([Buffer.from(`${frame.byteLength.toString(16)}\r\n`, 'latin1'), frame, CRLF]);
-    framedFrom = frame;
+/** `frames`, `size` bytes in all, as one HTTP/1.1 chunk in one buffer. */
+function chunkOf(frames: readonly Uint8Array[], size: number): Uint8Array {
+  if (!sameFrames(frames, framedFrom)) {
+    const hex = size.toString(16);
+    const chunk = Buffer.allocUnsafe(hex.length + size + 4);
+    let at = chunk.write(hex, 0, 'latin1');
+    chunk[at++] = 0x0d;
+    chunk[at++] = 0x0a;
+    for (const frame of frames) {
+      chunk.set(frame, at);
+      at += frame.byteLength;
+    }
+    chunk[at++] = 0x0d;
+    chunk[at] = 0x0a;
+    framed = chunk;
+    // A copy: the flusher reuses its array of one.
+    framedFrom = frames.slice();
   }
   return framed;
 }
 
-/** Frames as HTTP/1.1 chunks on the socket: one chunk, one write system call. */
+function sameFrames(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Frames as one HTTP/1.1 chunk on the socket: one write, one system call. */
 function writeChunks(socket: Socket, frames: readonly Uint8Array[]): boolean {
   let size = 0;
   for (const frame of frames) size += frame.byteLength;
   // An empty chunk would be the one that ends the body.
   if (size === 0) return !socket.writableNeedDrain;
-  if (frames.length === 1) socket.write(chunkOf(frames[0] as Uint8Array));
-  else {
-    socket.cork();
-    socket.write(`${size.toString(16)}\r\n`, 'latin1');
-    for (const frame of frames) socket.write(frame);
-    socket.write(CRLF);
-    socket.uncork();
-  }
+  socket.write(chunkOf(frames, size));
   return !socket.writableNeedDrain;
 }
 

@@ -73,11 +73,13 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
   }
 
   async append(drafts: readonly EventDraft[]): Promise<HeraldEvent[]> {
-    const seen = new Set<string>();
+    // Made for the first chosen id only: most events have none.
+    let seen: Set<string> | undefined;
     for (const draft of drafts) {
       if (draft.id === undefined) continue;
       if (draft.reuseId === true) continue;
       const key = chosenIdKey(draft.tenant, draft.id);
+      seen ??= new Set();
       if (this.chosenIds.has(key) || seen.has(key)) {
         throw new HeraldError(
           409,
@@ -87,8 +89,9 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
       }
       seen.add(key);
     }
-    const events: HeraldEvent[] = [];
-    for (const draft of drafts) {
+    const events: HeraldEvent[] = new Array(drafts.length);
+    for (let i = 0; i < drafts.length; i++) {
+      const draft = drafts[i] as EventDraft;
       const seq = ++this.last;
       const pos = this.position(seq);
       const event = toEvent(draft, pos);
@@ -98,7 +101,7 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
       this.ring[slot] = event;
       if (draft.id !== undefined) this.chosenIds.set(chosenIdKey(draft.tenant, draft.id), seq);
       if (draft.key !== undefined) this.slots?.keep(event);
-      events.push(event);
+      events[i] = event;
     }
     this.first = Math.max(this.first, this.last - this.maxEvents + 1);
     this.trimByAge(drafts[0]?.time ?? Date.now());
