@@ -272,12 +272,18 @@ export class Herald<Events extends EventMap = EventMap> {
  * address is cut off (429, before its tokens are verified) as any other flood is.
  */
 function chargingRefusedPublishes(authenticate: Authenticator, limits: Limits): Authenticator {
-  return async (request, action) => {
-    try {
-      return await authenticate(request, action);
-    } catch (error) {
-      if (action === 'publish') limits.chargeRefusedCredential(request, error);
+  // No wrapper promise for what needs no charge: streams are most requests, and may be synchronous.
+  return (request, action) => {
+    if (action !== 'publish') return authenticate(request, action);
+    const charge = (error: unknown): never => {
+      limits.chargeRefusedCredential(request, error);
       throw error;
+    };
+    try {
+      const principal = authenticate(request, action);
+      return principal instanceof Promise ? principal.catch(charge) : principal;
+    } catch (error) {
+      return charge(error);
     }
   };
 }
