@@ -1,6 +1,7 @@
 import type { HeraldEvent } from './event.ts';
 import { FanOut } from './fan-out.ts';
 import { Flusher } from './flush.ts';
+import { browseHistory, type HistoryPage, type HistoryQuery } from './history-browse.ts';
 import {
   DEFAULT_HUB_OPTIONS,
   type EndStream,
@@ -247,6 +248,23 @@ export class Hub implements SubscriberOwner {
       lastEventId: until,
       complete: history.complete,
     };
+  }
+
+  /**
+   * A page of the log's events that `query` matches, newest first, as far as this node has read
+   * the log, for an admin browsing a topic's history (`GET /v1/history`): see `browseHistory`.
+   */
+  async history(query: HistoryQuery, signal?: AbortSignal): Promise<HistoryPage> {
+    const state = this.state;
+    if (state.closing) throw shuttingDown();
+    await state.ready;
+    const { replayPageSize: pageSize, rewind } = state.options;
+    return browseHistory(
+      state.broker,
+      query,
+      { head: state.cursor, pageSize, maxScan: rewind.maxScan },
+      signal,
+    );
   }
 
   /**

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { createLogger, maskSecrets } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
+import { adminHistory, DEFAULT_ADMIN_HISTORY_LIMIT } from './admin-command.ts';
 import { addSettings, collect, resolveFromCli, secretEnv, tokenOption, urlOption } from './cli-flags.ts';
 import { required, run, UsageError } from './cli-usage.ts';
 import { configCheck } from './config-command.ts';
@@ -174,6 +175,39 @@ program
       token: options.token || process.env.HERALD_TOKEN,
       signal: stop.signal,
     });
+  });
+
+// admin
+
+/** A flag's value that must be a whole number of 1 or more, refused while the flags are parsed. */
+function wholeNumber(value: string, flag: string, path: string): number {
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1)
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is not a whole number of 1 or more`, path);
+  return Number(value);
+}
+
+const adminCommand = program
+  .command('admin')
+  .description('act on a running hub with admin credentials')
+  .addHelpText('after', '\nSee herald admin history --help.');
+
+adminCommand
+  .command('history')
+  .description("print a topic's history, newest first, as JSON lines (admin credentials)")
+  .option('--topic <selector>', 'topic, * or URI template (repeatable; required)', collect)
+  .option('--before <id>', 'only events older than this id (or the position a previous run named)')
+  .option(
+    '--limit <n>',
+    'print at most n events',
+    (value) => wholeNumber(value, '--limit', 'herald admin history'),
+    DEFAULT_ADMIN_HISTORY_LIMIT,
+  )
+  .option('--tenant <tenant>', "another tenant than the token's, or * for every tenant")
+  .addOption(urlOption())
+  .addOption(tokenOption())
+  .action(async (options) => {
+    required(options, ['topic']);
+    await adminHistory({ ...options, token: options.token || process.env.HERALD_TOKEN });
   });
 
 program

@@ -81,6 +81,7 @@ describe('no secret in any output', () => {
       ['listen', '--help'],
       ['health', '--help'],
       ['config', 'check', '--help'],
+      ['admin', 'history', '--help'],
     ];
     const runs = await Promise.all(
       helps.map((args) =>

@@ -33,7 +33,7 @@ export const PROBLEMS = [
   {
     status: 400,
     code: 'topic-required',
-    when: "a publish without a topic or with an empty one; a subscribe or poll without `topic`; `POST /v1/subscriptions` without `topics`, `types` or `tags`, or with empty `topics`; Mercure's publish or subscribe without `topic`",
+    when: "a publish without a topic or with an empty one; a subscribe, poll or `GET /v1/history` without `topic`; `POST /v1/subscriptions` without `topics`, `types` or `tags`, or with empty `topics`; Mercure's publish or subscribe without `topic`",
   },
   { status: 400, code: 'topic-too-long', when: 'a topic over 1 024 characters' },
   {
@@ -100,7 +100,12 @@ export const PROBLEMS = [
   {
     status: 400,
     code: 'invalid-limit',
-    when: "a poll's `limit` that is not a whole number from 1 to 1 000; `GET /v1/latest`'s `limit` that is not one from 1 to `--max-snapshot` (10 000)",
+    when: "a poll's `limit` (or `GET /v1/history`'s) that is not a whole number from 1 to 1 000; `GET /v1/latest`'s `limit` that is not one from 1 to `--max-snapshot` (10 000)",
+  },
+  {
+    status: 400,
+    code: 'invalid-before',
+    when: "`GET /v1/history`'s `before` that is neither an event id of the tenant browsed nor a position in the log (with `tenant=*`, only a position), or is over 1 024 characters",
   },
   {
     status: 400,
@@ -222,7 +227,7 @@ export const PROBLEMS = [
   {
     status: 403,
     code: 'admin-required',
-    when: '`/metrics` without admin credentials (and without `--metrics-public`)',
+    when: '`/metrics` without admin credentials (and without `--metrics-public`); `GET /v1/history` without admin credentials',
   },
   {
     status: 403,
@@ -232,7 +237,7 @@ export const PROBLEMS = [
   {
     status: 403,
     code: 'loopback-only',
-    when: 'open development mode: publishing over HTTP, stream changes, stats, metrics or the dashboard from another machine',
+    when: 'open development mode: publishing over HTTP, stream changes, stats, history, metrics or the dashboard from another machine',
   },
   {
     status: 403,
@@ -311,6 +316,11 @@ export const PROBLEMS = [
   },
   { status: 431, code: 'bad-http', when: '(`herald serve`) a request line and headers over 128 KiB' },
   { status: 500, code: 'internal', when: "an unexpected failure; the error is in the hub's log" },
+  {
+    status: 501,
+    code: 'history-unsupported',
+    when: "`GET /v1/history` on a log that cannot be read from its newest end (an embedder's own `Log` without `readBack`)",
+  },
   {
     status: 503,
     code: 'broker-unavailable',

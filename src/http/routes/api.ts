@@ -2,6 +2,7 @@ import type { RouteEntry } from '../route-table.ts';
 import { channels, withMuxStats } from './channels.ts';
 import { poll, subscribe } from './events.ts';
 import { health, readiness } from './health.ts';
+import { history } from './history.ts';
 import { latest } from './latest.ts';
 import { publish } from './publish.ts';
 import { stats } from './stats.ts';
@@ -12,6 +13,7 @@ export const API_ROUTES: readonly RouteEntry[] = [
   { method: 'GET', path: '/v1/events', handle: subscribe, head: false },
   { method: 'GET', path: '/v1/events/poll', handle: poll },
   { method: 'GET', path: '/v1/latest', handle: latest },
+  { method: 'GET', path: '/v1/history', handle: history },
   { method: 'POST', path: '/v1/subscriptions', handle: changeSubscriptions },
   { method: 'POST', path: '/v1/channels', handle: channels },
   { method: 'POST', path: '/v1/publish', handle: publish },

@@ -8,7 +8,8 @@ import { refuseReservedTopics } from '../reserved-topics.ts';
 export async function publish(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   const principal = await context.authenticate(request, 'publish');
   // A cookie rides along with any request the browser makes: only pages we trust may publish with it.
-  if (principal.via === 'cookie') context.cors.checkCookieOrigin(request.header('origin'), request.header('host'));
+  if (principal.via === 'cookie')
+    context.cors.checkCookieOrigin(request.header('origin'), request.header('host'));
   const body = await jsonBody(request, context.settings.maxBodyBytes);
   refuseReservedTopics(body);
   context.limits.admitPublish(principal, Array.isArray(body) ? body.length : 1);

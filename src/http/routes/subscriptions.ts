@@ -13,7 +13,8 @@ import { checkSelectorLengths, jsonBody } from '../request-checks.ts';
  */
 export async function changeSubscriptions(context: HttpContext, request: HttpRequest): Promise<HttpReply> {
   const principal = await context.authenticate(request, 'subscribe');
-  if (principal.via === 'cookie') context.cors.checkCookieOrigin(request.header('origin'), request.header('host'));
+  if (principal.via === 'cookie')
+    context.cors.checkCookieOrigin(request.header('origin'), request.header('host'));
   const { maxBodyBytes, maxSelectorLength, maxTopicsPerSubscription } = context.settings;
   const body = await jsonBody(request, maxBodyBytes);
   const fields = (body ?? {}) as Record<string, unknown>;
