@@ -23,18 +23,29 @@ export class Outbox {
   private tail = 0;
   count = 0;
   bytes = 0;
-  /** key → index of the queued event holding that latest-value slot; created on first keyed event. */
-  private keys: Map<string, number> | undefined;
+  /**
+   * Canonical topic → key → index of the queued event holding that latest-value slot: the slot the
+   * log keeps latest values by (tenant, topic, key; a subscriber is of one tenant). Nested rather
+   * than one joined string key, so a keyed event costs no string per recipient. Created on first
+   * keyed event.
+   */
+  private keys: Map<string, Map<string, number>> | undefined;
 
   push(event: HeraldEvent, frame: Uint8Array): void {
     const key = event.key;
     if (key !== undefined) {
+      const topic = event.topics[0] as string;
       this.keys ??= new Map();
-      const previous = this.keys.get(key);
+      let slots = this.keys.get(topic);
+      if (slots === undefined) {
+        slots = new Map();
+        this.keys.set(topic, slots);
+      }
+      const previous = slots.get(key);
       // Conflation: the newer value replaces the queued one. It takes the newer position rather
       // than the older one, so ids still reach the client in log order.
       if (previous !== undefined) this.removeAt(previous);
-      this.keys.set(key, this.tail);
+      slots.set(key, this.tail);
     }
     this.items[this.tail] = event;
     this.frames[this.tail] = frame;
@@ -120,7 +131,10 @@ export class Outbox {
     this.count--;
     this.bytes -= (this.frames[index] as Uint8Array).byteLength;
     this.frames[index] = undefined;
-    if (event.key !== undefined && this.keys?.get(event.key) === index) this.keys.delete(event.key);
+    if (event.key !== undefined) {
+      const slots = this.keys?.get(event.topics[0] as string);
+      if (slots?.get(event.key) === index) slots.delete(event.key);
+    }
     while (this.head < this.tail && this.items[this.head] === undefined) this.head++;
   }
 }

@@ -5,13 +5,13 @@ import { Outbox } from '../../src/core/outbox.ts';
 
 let seq = 0;
 function event(
-  options: { key?: string; priority?: Priority; size?: number } = {},
+  options: { key?: string; priority?: Priority; size?: number; topic?: string } = {},
 ): HeraldEvent & { frame: Uint8Array } {
   const id = `e-${++seq}`;
   return {
     id,
     pos: id,
-    topics: ['t'],
+    topics: [options.topic ?? 't'],
     data: '',
     tenant: '',
     time: 0,
@@ -70,6 +70,19 @@ describe('outbox', () => {
     const frames: Uint8Array[] = [];
     assert.equal(outbox.drainInto(frames), a2.id);
     assert.deepEqual(frames, [b.frame, a2.frame]);
+  });
+
+  test('conflation is per topic and key, the slot latest values are kept by: the same key on another topic is another value', () => {
+    const outbox = new Outbox();
+    const order42 = event({ key: 'po-42', topic: 'orders/42/progress', size: 1 });
+    const audit42 = event({ key: 'po-42', topic: 'orders/42/audit', size: 2 });
+    const order42later = event({ key: 'po-42', topic: 'orders/42/progress', size: 3 });
+    push(outbox, order42);
+    push(outbox, audit42);
+    push(outbox, order42later);
+    const frames: Uint8Array[] = [];
+    assert.equal(outbox.drainInto(frames), order42later.id);
+    assert.deepEqual(frames, [audit42.frame, order42later.frame]);
   });
 
   test('keys are forgotten once drained', () => {
