@@ -22,6 +22,23 @@ const result = await build({
   target: 'es2022',
   write: false,
   logLevel: 'warning',
+  plugins: [
+    {
+      // The dashboard watches tenant `*`, where herald/client never shares a stream between tabs:
+      // its lazily loaded tab sharing would only double the page's script.
+      name: 'no-tab-sharing',
+      setup(build) {
+        build.onResolve({ filter: /[/\\]tab-share\.ts$/ }, () => ({
+          path: 'tab-share',
+          namespace: 'unused',
+        }));
+        build.onLoad({ filter: /.*/, namespace: 'unused' }, () => ({
+          contents: "export function shared() { throw new Error('tab sharing is not in the dashboard'); }",
+          loader: 'js',
+        }));
+      },
+    },
+  ],
 });
 const script = result.outputFiles[0].contents;
 

@@ -120,7 +120,7 @@ function fillCounts(
       const row = document.createElement('tr');
       row.dataset[attribute] = name;
       row.dataset.count = String(count);
-      row.append(cell(label(name)), cell(String(count)));
+      row.append(nameCell(label(name)), cell(String(count)));
       return row;
     });
   $(`${table} tbody`).replaceChildren(...rows);
@@ -239,6 +239,15 @@ async function publishTestEvent(): Promise<void> {
 function cell(text: string): HTMLTableCellElement {
   const td = document.createElement('td');
   td.textContent = text;
+  return td;
+}
+
+/** A tenant or topic: its full name in `title`, and may wrap after each `/` on a narrow screen. */
+function nameCell(text: string): HTMLTableCellElement {
+  const td = document.createElement('td');
+  td.title = text;
+  td.append(...text.split(/(?<=\/)/).flatMap((part) => [part, document.createElement('wbr')]));
+  td.lastChild?.remove();
   return td;
 }
 

@@ -201,13 +201,16 @@ export class Mux {
     return channel.subscriber;
   }
 
-  /** Closes channel `name` at the client's request: nothing more of it is written. */
-  close(name: string): void {
+  /**
+   * Closes channel `name` at the client's request: nothing more of it is written. Closing one
+   * that is not open is no error: the hub may have ended it a moment before (its credential
+   * expired, its outbox overflowed), and a page closing its tab cannot know; what it asked for,
+   * a channel that sends nothing, holds either way. Returns whether one was open.
+   */
+  close(name: string): boolean {
     const channel = this.channels.get(name);
-    if (channel === undefined) {
-      throw new HeraldError(404, 'channel-not-found', `no channel ${name} is open on this mux stream`);
-    }
-    channel.subscriber.closed();
+    channel?.subscriber.closed();
+    return channel !== undefined;
   }
 
   /** Writes a channel's frames, each labelled with its name; its heartbeats are dropped. */

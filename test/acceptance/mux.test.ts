@@ -348,10 +348,25 @@ for (const backend of BACKENDS.filter((b) => b.name !== 'nats')) {
       assert.ok(lastOfA);
 
       const closed = await channels(mux, { action: 'close', channel: 'a' });
-      assert.deepEqual(closed, { status: 200, body: { channel: 'a' } });
+      assert.deepEqual(closed, { status: 200, body: { channel: 'a', closed: true } });
       const again = await channels(mux, { action: 'close', channel: 'a' });
-      assert.equal(again.status, 404);
-      assert.equal(again.body.code, 'channel-not-found');
+      assert.deepEqual(
+        again,
+        { status: 200, body: { channel: 'a', closed: false } },
+        'closing is idempotent',
+      );
+      const { connectionId, secret } = mux.own;
+      const forged = await post('/v1/channels', {
+        connectionId,
+        secret: `${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`,
+        action: 'close',
+        channel: 'b',
+      });
+      assert.deepEqual(
+        forged,
+        { status: 200, body: { channel: 'b', closed: false } },
+        'a wrong secret closes nothing',
+      );
 
       await round(4, 6);
       await mux.until(() => mux.data('b').length === 6, 'round 2 on b');

@@ -58,6 +58,69 @@ async function until<T>(
   }
 }
 
+/**
+ * What does not fit, as the page lays it out now: horizontal page scroll, a card (a `section`)
+ * past the viewport, a table or other element past its card (unless a scrolling box inside the
+ * card holds it), and a count-table cell whose text is clipped without its full name in a title.
+ */
+async function layoutProblems(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const problems: string[] = [];
+    const width = window.innerWidth;
+    const page = document.documentElement;
+    if (page.scrollWidth > width) problems.push(`the page scrolls sideways: ${page.scrollWidth} > ${width}`);
+    for (const card of document.querySelectorAll('section')) {
+      const box = card.getBoundingClientRect();
+      if (box.left < -1 || box.right > width + 1)
+        problems.push(`#${card.id} is off the screen: ${box.left}..${box.right} of ${width}`);
+      const overflowing = new Set<Element>();
+      for (const element of card.querySelectorAll<HTMLElement>('*')) {
+        // Only the outermost element that overflows is named.
+        if (element.parentElement && overflowing.has(element.parentElement)) {
+          overflowing.add(element);
+          continue;
+        }
+        // A box that scrolls inside the card may hold something wider; the box itself must fit.
+        let holder: Element = card;
+        for (let up = element.parentElement; up && up !== card; up = up.parentElement) {
+          if (/auto|scroll/.test(getComputedStyle(up).overflowX)) {
+            holder = up;
+            break;
+          }
+        }
+        const inner = element.getBoundingClientRect();
+        const outer = holder.getBoundingClientRect();
+        if (inner.width === 0 || element.closest('[hidden]')) continue;
+        const name = `${element.tagName.toLowerCase()}${element.id ? `#${element.id}` : ''}`;
+        if (holder === card && (inner.right > outer.right + 1 || inner.left < outer.left - 1)) {
+          overflowing.add(element);
+          problems.push(
+            `${name} overflows #${card.id}: ${inner.left}..${inner.right} in ${outer.left}..${outer.right}`,
+          );
+        }
+      }
+      for (const table of card.querySelectorAll('table')) {
+        const inner = table.getBoundingClientRect();
+        const scroller = table.parentElement as HTMLElement;
+        const scrolls = scroller !== card && /auto|scroll/.test(getComputedStyle(scroller).overflowX);
+        if (inner.right > box.right + 1 && !scrolls)
+          problems.push(`table#${table.id} overflows #${card.id}: ${inner.right} > ${box.right}`);
+      }
+    }
+    for (const td of document.querySelectorAll<HTMLTableCellElement>('#by-tenant td, #by-topic td')) {
+      const clipped = td.scrollWidth > td.clientWidth + 1;
+      if (clipped && td.title !== td.textContent)
+        problems.push(`"${td.textContent}" is clipped (${td.scrollWidth} > ${td.clientWidth}) with no title`);
+    }
+    return problems;
+  });
+}
+
+/** How many columns the grid of cards has now. */
+async function gridColumns(page: Page): Promise<number> {
+  return page.$eval('main', (main) => getComputedStyle(main).gridTemplateColumns.split(' ').length);
+}
+
 describe('the dashboard in a real browser (Chromium)', () => {
   let browser: Browser;
   const hubs: TestHub[] = [];
@@ -189,6 +252,75 @@ describe('the dashboard in a real browser (Chromium)', () => {
     const errors = console.errors.filter((error) => !/status of 400/.test(error));
     assert.deepEqual(errors, []);
     await page.close();
+  });
+
+  test('it is usable from 390 px to wide screens, with 40 streams on long topics and long tenants', async () => {
+    const hub = await startHub();
+    hubs.push(hub);
+    const topic = (n: number) =>
+      `tenants/acme-corporation-international/dealers/STORE-${String(n).padStart(6, '0')}/vehicles/1HGCM82633A00${String(4352 + n)}/scores`;
+    const tenants = ['acme-corporation-international-holdings-emea', 'globex-worldwide-logistics', ''];
+    const streams: SseStream[] = [];
+    for (let n = 0; n < 40; n++) {
+      const tenant = tenants[n % tenants.length];
+      streams.push(
+        await hub.subscribe(`topic=${encodeURIComponent(topic(n))}${tenant ? `&tenant=${tenant}` : ''}`),
+      );
+    }
+
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const console = watchConsole(page);
+    await page.goto(`${hub.url}/dashboard`);
+    await page.locator('#status[data-status="open"]').waitFor();
+    await until(
+      "the 40 streams in the topics table and the dashboard's own two",
+      () => page.locator('#by-topic tbody tr').count(),
+      (rows) => rows === 42,
+    );
+    // The tail with long types and data, and a few chart samples.
+    for (let burst = 0; burst < 3; burst++) {
+      await hub.publish(
+        Array.from({ length: 4 }, (_, n) => ({
+          topic: topic(n),
+          type: 'vehicle.score.recalculated-after-dealer-inspection',
+          data: { dealer: `STORE-${n}`, note: 'x'.repeat(120), words: 'a long sentence '.repeat(8) },
+        })),
+      );
+      await sleep(100);
+    }
+    await until(
+      'the events in the tail',
+      () => page.locator('#tail tbody tr').count(),
+      (rows) => rows === 12,
+    );
+
+    for (const [width, height, file] of [
+      [390, 844, 'dashboard-390.png'],
+      [800, 1000, 'dashboard-800.png'],
+      [1280, 800, 'dashboard-1280.png'],
+      [1920, 1080, 'dashboard-1920.png'],
+    ] as const) {
+      await page.setViewportSize({ width, height });
+      await sleep(50);
+      assert.deepEqual(await layoutProblems(page), [], `at ${width} px`);
+      await page.screenshot({ path: artifactPath(file), fullPage: true });
+    }
+    // A topic carries its full name.
+    assert.equal(
+      await page.$eval(`#by-topic tr[data-topic="${topic(0)}"] td`, (td) => (td as HTMLElement).title),
+      topic(0),
+    );
+    // One column of cards on a phone, more as the screen widens.
+    await page.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await gridColumns(page), 1);
+    await page.setViewportSize({ width: 1280, height: 800 });
+    assert.equal(await gridColumns(page), 3);
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    assert.ok((await gridColumns(page)) >= 4, 'a wide screen uses its width');
+
+    assert.deepEqual(console.errors, []);
+    await page.close();
+    for (const stream of streams) stream.close();
   });
 
   test('the shell and its assets are served with their types and revalidated by ETag', async () => {

@@ -268,11 +268,6 @@ export const PROBLEMS = [
   },
   {
     status: 404,
-    code: 'channel-not-found',
-    when: '`POST /v1/channels` closing a channel that is not open on that mux stream',
-  },
-  {
-    status: 404,
     code: 'subscription-not-found',
     when: "Mercure's subscriptions API for a subscription that is not active",
   },

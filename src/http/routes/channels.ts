@@ -1,4 +1,4 @@
-import { badRequest } from '../../core/errors.ts';
+import { badRequest, HeraldError } from '../../core/errors.ts';
 import type { HttpContext } from '../context.ts';
 import { channelName, heldMux, muxFigures } from '../mux.ts';
 import { json } from '../replies.ts';
@@ -33,11 +33,22 @@ export async function channels(context: HttpContext, request: HttpRequest): Prom
     throw badRequest('invalid-action', 'action must be "open" or "close"');
   }
   const channel = channelName(fields.channel);
-  const mux = heldMux(context.hub, connectionId, secret, principal);
   if (action === 'close') {
-    mux.close(channel);
-    return json(200, { channel });
+    // A close is no error when there is nothing to close: the mux stream may have ended a moment
+    // before (the page's tab left, the hub shut it), and what was asked holds. Nothing is closed
+    // without the mux's secret and credential, and the answer is the same either way.
+    let mux: ReturnType<typeof heldMux>;
+    try {
+      mux = heldMux(context.hub, connectionId, secret, principal);
+    } catch (error) {
+      if (error instanceof HeraldError && error.code === 'connection-not-found') {
+        return json(200, { channel, closed: false });
+      }
+      throw error;
+    }
+    return json(200, { channel, closed: mux.close(channel) });
   }
+  const mux = heldMux(context.hub, connectionId, secret, principal);
   // The body's fields read as the query of a stream: the same checks, the same refusals. The
   // request's own Last-Event-ID is the page's, not the channel's.
   const subscription = await subscriptionOf(
