@@ -48,7 +48,9 @@ export async function channels(context: HttpContext, request: HttpRequest): Prom
     }
     return json(200, { channel, closed: mux.close(channel) });
   }
-  const mux = heldMux(context.hub, connectionId, secret, principal);
+  // The mux is checked before the channel's own parameters, and again once they are (the stream
+  // may have ended while they were checked).
+  heldMux(context.hub, connectionId, secret, principal);
   // The body's fields read as the query of a stream: the same checks, the same refusals. The
   // request's own Last-Event-ID is the page's, not the channel's.
   const subscription = await subscriptionOf(
