@@ -1,3 +1,4 @@
+import type { Broadcasting } from '../../core/cluster.ts';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import type {
@@ -37,7 +38,7 @@ const POSITION = /^(\d{1,16})-(\d{1,16})$/;
  * everything in the current epoch, so a client coming back with one gets the whole current
  * history (after a `herald.gap`, since what the old process held is gone).
  */
-export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
+export class MemoryBroker implements Broker, BackwardReading, LatestKeeping, Broadcasting {
   readonly kind = 'memory';
   readonly latestMaxKeys: number;
   private readonly epoch: string;
@@ -54,6 +55,7 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
   private sweeper: ReturnType<typeof setInterval> | undefined;
   /** Undefined when `latestMaxKeys` is 0: keyed appends then cost what unkeyed ones do. */
   private readonly slots: LatestSlots | undefined;
+  private readonly listeners = new Set<(message: string) => void>();
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
@@ -177,10 +179,26 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping {
     return { ok: true };
   }
 
+  /** The bus of a cluster of one: delivered on a later turn, as a broker's bus would. */
+  async broadcast(message: string): Promise<void> {
+    const listeners = [...this.listeners];
+    queueMicrotask(() => {
+      for (const listener of listeners) listener(message);
+    });
+  }
+
+  listen(listener: (message: string) => void): () => void {
+    // A wrapper, so that one function listening twice is two listeners, each stopped alone.
+    const own = (message: string) => listener(message);
+    this.listeners.add(own);
+    return () => this.listeners.delete(own);
+  }
+
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     this.feed = undefined;
+    this.listeners.clear();
   }
 
   private position(seq: number): string {
