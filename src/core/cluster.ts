@@ -33,8 +33,9 @@ export interface Broadcasting {
 export interface SharedCounting {
   /**
    * Counts one more for `node` under `key` unless the counts of the `live` nodes under it already
-   * sum to `limit` or more, atomically across nodes. Counts of nodes not in `live` are dropped.
-   * Resolves true when it counted, false at the limit.
+   * sum to `limit` or more, atomically across nodes. Counts of nodes not in `live` are dropped;
+   * `node` itself always counts as alive (a node not yet in the others' view must not wipe its
+   * own counts). Resolves true when it counted, false at the limit.
    */
   acquire(key: string, node: string, limit: number, live: readonly string[]): Promise<boolean>;
   /** Counts one less for `node` under `key`, never below zero. */

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { Broadcasting, SharedCounting, WindowCount } from '../../core/cluster.ts';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import type {
@@ -10,7 +11,9 @@ import type {
   Location,
   LogHealth,
 } from '../../core/log.ts';
+import { BusListeners } from '../bus-listeners.ts';
 import { toEvent } from '../codec.ts';
+import { counterKey, counterLimit, counterNode, liveNodes, windowArguments } from '../counter-input.ts';
 import { compareMemoryPositions, type MemoryBroker } from '../memory/broker.ts';
 
 /**
@@ -29,10 +32,27 @@ import { compareMemoryPositions, type MemoryBroker } from '../memory/broker.ts';
  *
  * Worker → primary: `{"n":<request>,"o":<operation>,"a":<argument>}`.
  * Primary → worker: `{"n":<request>,"v":<value>}`, `{"n":<request>,"e":{"s","c","d"}}` (an error),
- * or `{"f":[events]}`: everything appended by any worker since the last batch, in log order.
+ * `{"f":[events]}`: everything appended by any worker since the last batch, in log order, or
+ * `{"b":<message>}`: a message on the cluster bus (core/cluster.ts).
+ *
+ * The cluster: a worker's `broadcast` goes to the primary, which hands it to its memory log's bus;
+ * the primary relays everything on that bus (its own broadcasts too) to every worker, the sender
+ * included, serialized once. The shared counters are the memory log's, in the primary.
  */
 
-type Operation = 'start' | 'append' | 'locate' | 'read' | 'readBack' | 'latest' | 'history' | 'health';
+type Operation =
+  | 'start'
+  | 'append'
+  | 'locate'
+  | 'read'
+  | 'readBack'
+  | 'latest'
+  | 'history'
+  | 'health'
+  | 'broadcast'
+  | 'acquire'
+  | 'release'
+  | 'consume';
 
 interface Request {
   readonly n: number;
@@ -45,6 +65,7 @@ interface Reply {
   readonly v?: unknown;
   readonly e?: { readonly s: number; readonly c: string; readonly d: string };
   readonly f?: readonly WireEvent[];
+  readonly b?: string;
 }
 
 /** An event as JSON carries it: `frame` and `variants` are per-process caches, never sent. */
@@ -76,6 +97,15 @@ function readLines(stream: Duplex, onLine: (line: string) => void): void {
   });
 }
 
+/** Writes a frame to a worker's pipe, unless the worker stopped reading. */
+function send(stream: Duplex, bytes: Buffer): void {
+  if (!stream.writable) return;
+  // A worker that stopped reading would otherwise grow the primary without bound: cut it off,
+  // so it exits, is restarted, and its clients resume from the log.
+  if (stream.writableLength > MAX_WORKER_BACKLOG_BYTES) stream.destroy();
+  else stream.write(bytes);
+}
+
 /** Back to the one object shape every broker gives the hub. */
 function revive(event: WireEvent): HeraldEvent {
   return toEvent(event as EventDraft, event.pos);
@@ -86,6 +116,8 @@ export class LogServer {
   private readonly broker: MemoryBroker;
   /** Workers whose feed has started. */
   private readonly fed = new Set<Duplex>();
+  /** Every worker's pipe, for the bus: a worker may listen before its feed starts. */
+  private readonly attached = new Set<Duplex>();
   private pending: HeraldEvent[] = [];
   private flushScheduled = false;
   private readonly started: Promise<string>;
@@ -102,11 +134,20 @@ export class LogServer {
         setImmediate(this.flush);
       }
     });
+    broker.listen((message) => {
+      // Serialized once; the same bytes go to every worker.
+      const bytes = Buffer.from(`{"b":${JSON.stringify(message)}}\n`);
+      for (const stream of this.attached) send(stream, bytes);
+    });
   }
 
   /** Serves a worker's pipe until it closes. */
   attach(stream: Duplex): void {
-    const detach = () => this.fed.delete(stream);
+    this.attached.add(stream);
+    const detach = () => {
+      this.fed.delete(stream);
+      this.attached.delete(stream);
+    };
     stream.on('close', detach);
     stream.on('end', () => {
       detach();
@@ -174,6 +215,21 @@ export class LogServer {
         return broker.history();
       case 'health':
         return broker.health();
+      case 'broadcast':
+        // Reaches the workers through the bus's listener set up in the constructor.
+        return broker.broadcast(argument as string);
+      case 'acquire': {
+        const [key, node, limit, live] = argument as [string, string, number, string[]];
+        return broker.acquire(key, node, limit, live);
+      }
+      case 'release': {
+        const [key, node] = argument as [string, string];
+        return broker.release(key, node);
+      }
+      case 'consume': {
+        const [key, amount, windowMs] = argument as [string, number, number];
+        return broker.consume(key, amount, windowMs);
+      }
       default:
         throw new HeraldError(400, 'bad-request', `unknown log operation ${String(operation)}`);
     }
@@ -188,13 +244,7 @@ export class LogServer {
     this.head = last.pos;
     // Serialized once; the same bytes go to every worker.
     const bytes = Buffer.from(`{"f":${JSON.stringify(events)}}\n`);
-    for (const stream of this.fed) {
-      if (!stream.writable) continue;
-      // A worker that stopped reading would otherwise grow the primary without bound: cut it off,
-      // so it exits, is restarted, and its clients resume from the log.
-      if (stream.writableLength > MAX_WORKER_BACKLOG_BYTES) stream.destroy();
-      else stream.write(bytes);
-    }
+    for (const stream of this.fed) send(stream, bytes);
   };
 
   close(): Promise<void> {
@@ -207,7 +257,7 @@ export class LogServer {
  * A worker's side: the `Broker` the worker's hub uses, answered by the primary's `LogServer`.
  * Positions are the memory broker's, so comparing them needs no round trip.
  */
-export class IpcBroker implements Broker, BackwardReading, LatestKeeping {
+export class IpcBroker implements Broker, BackwardReading, LatestKeeping, Broadcasting, SharedCounting {
   readonly kind = 'memory';
   /** The primary's bound, told when the feed starts; 0 until then. */
   latestMaxKeys = 0;
@@ -219,6 +269,8 @@ export class IpcBroker implements Broker, BackwardReading, LatestKeeping {
   private nextCall = 1;
   private feed: ((events: readonly HeraldEvent[]) => void) | undefined;
   private gone: string | undefined;
+  /** Fed by the primary's `b` frames, which come whether or not this worker listens. */
+  private readonly bus = new BusListeners();
 
   constructor(stream: Duplex) {
     this.stream = stream;
@@ -276,8 +328,40 @@ export class IpcBroker implements Broker, BackwardReading, LatestKeeping {
     return (await this.call('health')) as LogHealth;
   }
 
+  /** Through the primary, to every worker (this one included) and the primary's own listeners. */
+  async broadcast(message: string): Promise<void> {
+    if (typeof message !== 'string') throw new TypeError('a cluster bus message must be a string');
+    await this.call('broadcast', message);
+  }
+
+  listen(listener: (message: string) => void): () => void {
+    return this.bus.listen(listener);
+  }
+
+  // The counters are checked here too, so that a caller's mistake is its RangeError, not a 503.
+
+  async acquire(key: string, node: string, limit: number, live: readonly string[]): Promise<boolean> {
+    counterKey(key);
+    counterNode(node);
+    counterLimit(limit);
+    return (await this.call('acquire', [key, node, limit, [...liveNodes(live, node)]])) as boolean;
+  }
+
+  async release(key: string, node: string): Promise<void> {
+    counterKey(key);
+    counterNode(node);
+    await this.call('release', [key, node]);
+  }
+
+  async consume(key: string, amount: number, windowMs: number): Promise<WindowCount> {
+    counterKey(key);
+    windowArguments(amount, windowMs);
+    return (await this.call('consume', [key, amount, windowMs])) as WindowCount;
+  }
+
   async close(): Promise<void> {
     this.feed = undefined;
+    this.bus.close();
     this.fail('the hub is shutting down; retry shortly');
     this.stream.end();
   }
@@ -297,6 +381,10 @@ export class IpcBroker implements Broker, BackwardReading, LatestKeeping {
   private receive(reply: Reply): void {
     if (reply.f !== undefined) {
       this.feed?.(reply.f.map(revive));
+      return;
+    }
+    if (reply.b !== undefined) {
+      this.bus.deliver(reply.b);
       return;
     }
     const call = this.calls.get(reply.n as number);

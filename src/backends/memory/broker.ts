@@ -1,4 +1,4 @@
-import type { Broadcasting } from '../../core/cluster.ts';
+import type { Broadcasting, SharedCounting, WindowCount } from '../../core/cluster.ts';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import type {
@@ -10,9 +10,11 @@ import type {
   Location,
   LogHealth,
 } from '../../core/log.ts';
+import { BusListeners } from '../bus-listeners.ts';
 import { chosenIdKey, toEvent } from '../codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
 import { latestMaxKeysOf } from '../latest.ts';
+import { MemoryCounters } from './counters.ts';
 import { LatestSlots } from './latest.ts';
 
 export { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../history.ts';
@@ -38,7 +40,7 @@ const POSITION = /^(\d{1,16})-(\d{1,16})$/;
  * everything in the current epoch, so a client coming back with one gets the whole current
  * history (after a `herald.gap`, since what the old process held is gone).
  */
-export class MemoryBroker implements Broker, BackwardReading, LatestKeeping, Broadcasting {
+export class MemoryBroker implements Broker, BackwardReading, LatestKeeping, Broadcasting, SharedCounting {
   readonly kind = 'memory';
   readonly latestMaxKeys: number;
   private readonly epoch: string;
@@ -55,7 +57,8 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping, Bro
   private sweeper: ReturnType<typeof setInterval> | undefined;
   /** Undefined when `latestMaxKeys` is 0: keyed appends then cost what unkeyed ones do. */
   private readonly slots: LatestSlots | undefined;
-  private readonly listeners = new Set<(message: string) => void>();
+  private readonly bus = new BusListeners();
+  private readonly counters = new MemoryCounters();
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.maxEvents = positive(options.maxEvents ?? DEFAULT_HISTORY_SIZE, 'history size');
@@ -181,24 +184,31 @@ export class MemoryBroker implements Broker, BackwardReading, LatestKeeping, Bro
 
   /** The bus of a cluster of one: delivered on a later turn, as a broker's bus would. */
   async broadcast(message: string): Promise<void> {
-    const listeners = [...this.listeners];
-    queueMicrotask(() => {
-      for (const listener of listeners) listener(message);
-    });
+    this.bus.deliverSoon(message);
   }
 
   listen(listener: (message: string) => void): () => void {
-    // A wrapper, so that one function listening twice is two listeners, each stopped alone.
-    const own = (message: string) => listener(message);
-    this.listeners.add(own);
-    return () => this.listeners.delete(own);
+    return this.bus.listen(listener);
+  }
+
+  /** Counters of one process: exact, as every node sharing them is this one (counters.ts). */
+  acquire(key: string, node: string, limit: number, live: readonly string[]): Promise<boolean> {
+    return this.counters.acquire(key, node, limit, live);
+  }
+
+  release(key: string, node: string): Promise<void> {
+    return this.counters.release(key, node);
+  }
+
+  consume(key: string, amount: number, windowMs: number): Promise<WindowCount> {
+    return this.counters.consume(key, amount, windowMs);
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     this.feed = undefined;
-    this.listeners.clear();
+    this.bus.close();
   }
 
   private position(seq: number): string {

@@ -1,4 +1,5 @@
 import type { StoredMsg, StreamInfo } from '@nats-io/jetstream';
+import type { Broadcasting, SharedCounting, WindowCount } from '../../core/cluster.ts';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import type {
@@ -16,7 +17,9 @@ import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../h
 import { latestMaxKeysOf } from '../latest.ts';
 import { withTimeout } from '../with-timeout.ts';
 import { type AppendTarget, appendOnce } from './append.ts';
+import { NatsBus } from './bus.ts';
 import { natsConnection } from './client.ts';
+import { NatsCounters } from './counters.ts';
 import { duplicate, isApiError, LogMissing, message, unavailable } from './failures.ts';
 import { NatsFeed } from './feed.ts';
 import { checkChosenId, keyOf, MAX_ID_BYTES } from './ids.ts';
@@ -32,7 +35,8 @@ export interface NatsBrokerOptions {
   /**
    * The JetStream stream that is the log. Default `HERALD`. Its subject is
    * `<stream in lower case>.events`; the bucket of publisher-chosen ids is `<stream>_IDS`, that
-   * of the latest values per key `<stream>_LATEST`.
+   * of the latest values per key `<stream>_LATEST`, those of the shared counters
+   * `<stream>_COUNTS` and `<stream>_WINDOWS`; the cluster bus is `<stream in lower case>.bus`.
    */
   readonly stream?: string;
   /** Events kept for replay (the stream's MaxMsgs). Default 10 000. */
@@ -76,12 +80,15 @@ const HEALTH_TIMEOUT_MS = 1000;
  *
  * The parts: stream.ts (making the stream and its bucket), append.ts, ids.ts (chosen ids),
  * latest.ts (latest values per key), feed.ts (the live feed), read.ts, positions.ts, failures.ts;
- * client.ts makes the connection. What stays here, past the ~400 lines a module keeps to, is one
+ * client.ts makes the connection; for the cluster (core/cluster.ts), bus.ts and counters.ts,
+ * neither on the path of an event. What stays here, past the ~400 lines a module keeps to, is one
  * idea: the connection's state (link, epoch, furthest sequence seen, one recovery at a time) that
  * the feed, appends and reads all share and change. Split further, each part would hold callbacks
  * into the others' state, which reads worse than the state machine whole.
  */
-export class NatsBroker implements Broker, BackwardReading, LatestKeeping, PersistenceReporting {
+export class NatsBroker
+  implements Broker, BackwardReading, LatestKeeping, PersistenceReporting, Broadcasting, SharedCounting
+{
   readonly kind = 'nats';
   readonly latestMaxKeys: number;
   private readonly servers: string | string[];
@@ -95,6 +102,8 @@ export class NatsBroker implements Broker, BackwardReading, LatestKeeping, Persi
   private readonly latestBucket: LatestBucket | undefined;
   /** Where appends go, and what they tell this broker. */
   private readonly target: AppendTarget;
+  private readonly bus: NatsBus;
+  private readonly counters: NatsCounters;
 
   private opening: Promise<Link> | undefined;
   private link: Link | undefined;
@@ -148,6 +157,14 @@ export class NatsBroker implements Broker, BackwardReading, LatestKeeping, Persi
       saw: (seq) => this.saw(seq),
       decode: (message) => this.decode(message),
     });
+    this.bus = new NatsBus(this.stream, {
+      ready: () => this.ready(),
+      connected: () => this.connected,
+      closed: () => this.closed,
+      where: () => this.where(),
+      onError: this.onError,
+    });
+    this.counters = new NatsCounters(this.stream, () => this.ready());
   }
 
   /**
@@ -308,9 +325,32 @@ export class NatsBroker implements Broker, BackwardReading, LatestKeeping, Persi
     );
   }
 
+  /** To every node on this NATS and stream, this one included, on the broker's connection (bus.ts). */
+  broadcast(message: string): Promise<void> {
+    return this.bus.broadcast(message);
+  }
+
+  listen(listener: (message: string) => void): () => void {
+    return this.bus.listen(listener);
+  }
+
+  acquire(key: string, node: string, limit: number, live: readonly string[]): Promise<boolean> {
+    return this.counters.acquire(key, node, limit, live);
+  }
+
+  release(key: string, node: string): Promise<void> {
+    return this.counters.release(key, node);
+  }
+
+  /** A window by the nodes' clocks, which NATS does not offer (counters.ts). */
+  consume(key: string, amount: number, windowMs: number): Promise<WindowCount> {
+    return this.counters.consume(key, amount, windowMs);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.bus.close();
     this.tailer.stop();
     const link = await this.opening?.catch(() => undefined);
     if (link === undefined) return;

@@ -189,7 +189,7 @@ export function slotKey(tenant: string, topic: string, key: string): string {
  * Any string as one subject token, within the KV key alphabet `[-/_=.a-zA-Z0-9]`: `_` and its
  * base64url (so the empty tenant is `_`), or `=` and the base64url of its SHA-256 when long.
  */
-function token(text: string): string {
+export function token(text: string): string {
   const bytes = Buffer.from(text);
   return bytes.length <= MAX_TOKEN_BYTES
     ? `_${bytes.toString('base64url')}`

@@ -1,3 +1,4 @@
+import type { Broadcasting, SharedCounting, WindowCount } from '../../core/cluster.ts';
 import { HeraldError } from '../../core/errors.ts';
 import type { EventDraft, HeraldEvent } from '../../core/event.ts';
 import type {
@@ -13,7 +14,9 @@ import type {
 import { chosenIdKey, decodeEvent, encodeDraft, toEvent } from '../codec.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE, positive } from '../history.ts';
 import { latestMaxKeysOf } from '../latest.ts';
+import { RedisBus } from './bus.ts';
 import { COMMAND_TIMEOUT_MS, message, RedisConnections } from './connections.ts';
+import { RedisCounters } from './counters.ts';
 import { Epochs } from './epochs.ts';
 import { RedisFeed, type StreamEntry } from './feed.ts';
 import { RedisLatest } from './latest.ts';
@@ -27,7 +30,8 @@ export interface RedisBrokerOptions {
   /**
    * Key prefix: the log is the stream `<stream>:log`, its epoch the hash `<stream>:epoch`, and a
    * publisher-chosen id `<stream>:id:<chosenIdKey(tenant, id)>`, the latest values per key
-   * `<stream>:latest:…` and `<stream>:latest-order`. Default `herald`. On Redis Cluster use a hash
+   * `<stream>:latest:…` and `<stream>:latest-order`, the shared counters `<stream>:count:…` and
+   * `<stream>:window:…`; the cluster bus is the channel `<stream>:bus:<database>`. Default `herald`. On Redis Cluster use a hash
    * tag (`{herald}`) so every key of a log, which one script touches at once, lives in one slot:
    * the append evicts latest values of hashes it cannot declare in advance.
    */
@@ -64,11 +68,14 @@ const HEALTH_TIMEOUT_MS = 1000;
  * makes anew when the log was lost or went back; the feed (feed.ts) follows it from one epoch to
  * the next. `locate` answers `reset` for a position before the current epoch.
  *
- * The parts: scripts.ts (the Lua), connections.ts (the two connections and their 503s),
+ * The parts: scripts.ts (the Lua), connections.ts (the connections and their 503s),
  * epochs.ts, feed.ts (the live tail), latest.ts (latest values per key), persistence.ts (the
- * warning at start), positions.ts.
+ * warning at start), positions.ts; for the cluster (core/cluster.ts), bus.ts (pub/sub) and
+ * counters.ts, neither on the path of an event.
  */
-export class RedisBroker implements Broker, BackwardReading, LatestKeeping, PersistenceReporting {
+export class RedisBroker
+  implements Broker, BackwardReading, LatestKeeping, PersistenceReporting, Broadcasting, SharedCounting
+{
   readonly kind = 'redis';
   readonly latestMaxKeys: number;
   private readonly url: string;
@@ -82,6 +89,8 @@ export class RedisBroker implements Broker, BackwardReading, LatestKeeping, Pers
   private readonly epochs = new Epochs();
   private readonly tailer: RedisFeed;
   private readonly slots: RedisLatest;
+  private readonly bus: RedisBus;
+  private readonly counters: RedisCounters;
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private lastAgeTrim = 0;
 
@@ -98,6 +107,8 @@ export class RedisBroker implements Broker, BackwardReading, LatestKeeping, Pers
     this.onError = options.onError ?? (() => {});
     this.connections = new RedisConnections(options.url, this.onError);
     this.slots = new RedisLatest(stream, this.latestMaxKeys, this.connections);
+    this.bus = new RedisBus(stream, options.url, this.connections);
+    this.counters = new RedisCounters(stream, this.connections);
     this.tailer = new RedisFeed({
       connections: this.connections,
       epochs: this.epochs,
@@ -278,9 +289,33 @@ export class RedisBroker implements Broker, BackwardReading, LatestKeeping, Pers
     return persistenceOf(this.connections.client, this.url);
   }
 
+  /** To every node on this Redis and stream, this one included (bus.ts). */
+  broadcast(message: string): Promise<void> {
+    return this.bus.broadcast(message);
+  }
+
+  /** Opens the bus's own connection at the first call (bus.ts). */
+  listen(listener: (message: string) => void): () => void {
+    return this.bus.listen(listener);
+  }
+
+  acquire(key: string, node: string, limit: number, live: readonly string[]): Promise<boolean> {
+    return this.counters.acquire(key, node, limit, live);
+  }
+
+  release(key: string, node: string): Promise<void> {
+    return this.counters.release(key, node);
+  }
+
+  /** A window by Redis's clock (counters.ts). */
+  consume(key: string, amount: number, windowMs: number): Promise<WindowCount> {
+    return this.counters.consume(key, amount, windowMs);
+  }
+
   async close(): Promise<void> {
     if (this.connections.closed) return;
     this.connections.closed = true;
+    this.bus.close();
     this.tailer.stop();
     clearInterval(this.sweeper);
     this.sweeper = undefined;

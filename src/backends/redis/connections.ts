@@ -14,9 +14,10 @@ const RECONNECT_GRACE_MS = 500;
 const ERROR_REPORT_INTERVAL_MS = 5000;
 
 /**
- * The Redis broker's two connections: one for commands, one for the feed's blocking reads (a
- * `XREAD BLOCK` holds its connection). Every failure to get an answer becomes the 503 callers
- * act on, and connection trouble reaches the operator throttled.
+ * The Redis broker's connections: one for commands, one for the feed's blocking reads (a
+ * `XREAD BLOCK` holds its connection), and, made at its first use only, one for the cluster bus's
+ * SUBSCRIBE (a subscribed connection runs nothing else). Every failure to get an answer becomes
+ * the 503 callers act on, and connection trouble reaches the operator throttled.
  */
 export class RedisConnections {
   readonly client: RedisClient;
@@ -34,6 +35,7 @@ export class RedisConnections {
   private reconnecting: Promise<void> | undefined;
   private blockingOpening: Promise<unknown> | undefined;
   private readonly lastReport = new Map<string, number>();
+  private subscriberClient: RedisClient | undefined;
 
   constructor(url: string, onError: (error: unknown, context: string) => void) {
     this.url = url;
@@ -54,6 +56,25 @@ export class RedisConnections {
       this.lastReport.delete('redis feed connection');
       this.lastReport.delete('feed');
     });
+  }
+
+  /**
+   * The bus's connection, made (not yet opened) at first use, with the same reconnect policy as
+   * the others; after a reconnection node-redis subscribes it again by itself.
+   */
+  get subscriber(): RedisClient {
+    if (this.subscriberClient === undefined) {
+      const client = newClient(this.url, 0);
+      client.on('error', (error: unknown) => this.report(error, 'redis bus connection'));
+      client.on('ready', () => this.lastReport.delete('redis bus connection'));
+      this.subscriberClient = client;
+    }
+    return this.subscriberClient;
+  }
+
+  /** The bus's connection if it was ever made: `close()` ends it. */
+  get madeSubscriber(): RedisClient | undefined {
+    return this.subscriberClient;
   }
 
   /** Where Redis is, its password masked: for messages. */

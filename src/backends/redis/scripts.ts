@@ -217,7 +217,10 @@ export interface Script {
   readonly sha: string;
 }
 
-const script = (source: string): Script => ({ source, sha: createHash('sha1').update(source).digest('hex') });
+export const script = (source: string): Script => ({
+  source,
+  sha: createHash('sha1').update(source).digest('hex'),
+});
 export const APPEND = script(APPEND_SCRIPT);
 export const TRIM = script(TRIM_SCRIPT);
 export const WHERE = script(WHERE_SCRIPT);
