@@ -72,6 +72,15 @@ const herald: WireProtocol = {
   templates: true,
 };
 
+/**
+ * Herald with `presence=1` on every stream (S10): streams that also hear who joins and leaves
+ * their topic, so that the hub watches it. Publishing is Herald's.
+ */
+const heraldPresence: WireProtocol = {
+  ...herald,
+  subscribePath: (topic) => `${herald.subscribePath(topic)}&presence=1`,
+};
+
 /** One `{ topic, data }` JSON body per event: the seed-style server and better-sse take no batch. */
 function singleJson(path: string) {
   return (topic: string, payloads: readonly string[]): PublishRequest => {
@@ -128,10 +137,13 @@ const nchan: WireProtocol = {
   replay: 'last-event-id',
 };
 
-export const PROTOCOLS = { herald, seed, 'better-sse': betterSse, nchan } satisfies Record<
-  string,
-  WireProtocol
->;
+export const PROTOCOLS = {
+  herald,
+  'herald-presence': heraldPresence,
+  seed,
+  'better-sse': betterSse,
+  nchan,
+} satisfies Record<string, WireProtocol>;
 
 export type ProtocolName = keyof typeof PROTOCOLS;
 

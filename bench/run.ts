@@ -15,7 +15,9 @@ import { problemList, type ResultRow, scenarioTable, writeResults } from './repo
 import { NotRun, type PlanOptions, type Scenario } from './scenario.ts';
 import { adversarial } from './scenarios/adversarial.ts';
 import { CLUSTER_BROKERS, CLUSTER_RATE, cluster } from './scenarios/cluster.ts';
+import { compression } from './scenarios/compression.ts';
 import { DEFAULT_RATE, fanout } from './scenarios/fanout.ts';
+import { hooks } from './scenarios/hooks.ts';
 import { LATENCY_RATE, latency } from './scenarios/latency.ts';
 import { memory } from './scenarios/memory.ts';
 import { publishing } from './scenarios/publishing.ts';
@@ -32,6 +34,8 @@ const SCENARIOS: Readonly<Record<string, Scenario>> = {
   cluster,
   adversarial,
   publish: publishing,
+  compression,
+  hooks,
 };
 /** The scenarios by the numbers the README and the results use (`--only S7`). */
 const NUMBERED: Readonly<Record<string, string>> = {
@@ -43,13 +47,15 @@ const NUMBERED: Readonly<Record<string, string>> = {
   S6: 'cluster',
   S7: 'adversarial',
   S8: 'publish',
+  S9: 'compression',
+  S10: 'hooks',
 };
 const RESULTS = new URL('./results/', import.meta.url);
 
 const USAGE = `Usage: node bench/run.ts [options]
 
   --scenario <names>     ${Object.keys(SCENARIOS).join(', ')} or all (default: all)
-  --only <S1…S8>         the same by number, e.g. --only S7 (adversarial) or --only S4,S8;
+  --only <S1…S10>        the same by number, e.g. --only S7 (adversarial) or --only S4,S8;
                          a partial run writes results/latest-<names>.*, not results/latest.*
   --target <names>       ${Object.keys(TARGETS).join(', ')} or all (default: all)
   --subscribers <n>      subscribers (fanout, cluster: 1000, quick 100; latency, topics:
@@ -173,7 +179,7 @@ async function main(): Promise<number> {
         log(`${name}: starting ${target.name}`);
         let server: RunningTarget | undefined;
         try {
-          server = await target.start(scenarioCase.server);
+          server = await target.start({ ...scenarioCase.server, ...(await scenarioCase.prepare?.()) });
           // Load generators and servers stay on this machine's loopback.
           for (const node of server.nodes) {
             if (node.host !== '127.0.0.1') {

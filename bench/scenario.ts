@@ -48,6 +48,11 @@ export interface ScenarioCase {
   readonly params: Readonly<Record<string, MetricValue>>;
   /** How the target must be started for this case. */
   readonly server: TargetOptions;
+  /**
+   * Runs before the target starts, for settings known only then (S10: the URL of the app endpoint
+   * the case serves itself, listening by then): what it returns is added to `server`.
+   */
+  prepare?(): Promise<TargetOptions>;
   run(target: RunningTarget, context: RunContext): Promise<CaseResult>;
 }
 

@@ -31,6 +31,12 @@ export interface TargetOptions {
    * `--import`), for the scenarios that measure stalls (S7). Herald only; other peers ignore it.
    */
   readonly loopMonitorFile?: string;
+  /** `--compression` (S9): off, on or a list of codings. Herald only; other peers ignore it. */
+  readonly compression?: string;
+  /** `--auth-url` (S10): the app endpoint asked who a stream comes from. Herald only; other peers ignore it. */
+  readonly authUrl?: string;
+  /** `--webhook-url` and `--webhook-secret` (S10): the app endpoint told of every stream. Herald only. */
+  readonly webhook?: { readonly url: string; readonly secret: string };
 }
 
 /** Where a node listens. */
@@ -130,6 +136,10 @@ export const herald: Target = {
     if (stream !== undefined) args.push('--broker', broker.url, '--stream', stream);
     if (options.heartbeatMs !== undefined) args.push('--heartbeat', `${options.heartbeatMs}ms`);
     if (options.historySize !== undefined) args.push('--history-size', String(options.historySize));
+    if (options.compression !== undefined) args.push('--compression', options.compression);
+    if (options.authUrl !== undefined) args.push('--auth-url', options.authUrl);
+    if (options.webhook !== undefined)
+      args.push('--webhook-url', options.webhook.url, '--webhook-secret', options.webhook.secret);
     const workers = options.workers ?? 1;
     if (workers !== 1) args.push('--workers', String(workers));
 

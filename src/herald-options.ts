@@ -1,9 +1,12 @@
 import type { AuthUrlOptions } from './auth/auth-url.ts';
 import type { JwtOptions } from './auth/jwt.ts';
 import type { Authenticator } from './auth/token-authenticator.ts';
+import type { FailoverOptions } from './backends/failover/log.ts';
+import type { ClusterOptions } from './cluster/cluster.ts';
 import type { HubSettings } from './core/hub.ts';
 import type { Log } from './core/log.ts';
 import type { Principal } from './core/principal.ts';
+import type { CompressionOption } from './http/compression.ts';
 import type { LimitOptions } from './http/limits.ts';
 import type { MercureOptions } from './mercure/mercure.ts';
 import type { HeraldLogger } from './observability/logger.ts';
@@ -17,6 +20,14 @@ import type { WebhookOptions } from './observability/webhooks.ts';
 export interface HeraldOptions extends HubSettings {
   /** Where events are logged and fanned out from. Default: an in-memory broker. */
   readonly broker?: Log;
+  /**
+   * Ride out outages of `broker` (`herald serve --on-broker-down local`): while it is down this
+   * node accepts and delivers on its own, holding up to `outageBuffer` events (default 10 000;
+   * past it publishes get 503), probes it every `probeIntervalMs` (default 1 000), and hands what
+   * it held over when it is back (src/backends/failover/log.ts). Default: off, a broker that fails
+   * fails publishes with 503. Not for the default memory broker, which cannot be lost.
+   */
+  readonly failover?: FailoverOptions | boolean;
   /**
    * History of the default memory broker, and how many latest values per key it keeps
    * (`latestMaxKeys`, default 10 000, 0: none). `maxAgeMs` also bounds how far back a stream's
@@ -62,7 +73,19 @@ export interface HeraldOptions extends HubSettings {
   readonly mercure?: MercureOptions | false;
   /** Origins allowed to call the hub from a browser (CORS) and to publish with a cookie. */
   readonly corsOrigins?: readonly string[];
-  /** Per-node admission limits: connections and streams per IP, subject and tenant, publish rates. */
+  /**
+   * Compress event streams for clients that accept it (`Accept-Encoding`): `true` offers gzip,
+   * deflate and br in that order, a list offers those codings in its order. A compressed stream
+   * holds a compressor of its own (~100 KiB for gzip or deflate while the stream is busy, ~700 KiB
+   * for br while it is open) and costs more CPU per event, so it is off by default (`false`); an
+   * adapter's own `compression` option wins over this one.
+   */
+  readonly compression?: CompressionOption;
+  /**
+   * Admission limits: requests and streams per IP (per node), streams per subject and tenant and
+   * publish rates per credential (across every node sharing a broker that can count, unless
+   * `scope: 'node'`; see src/http/limits.ts).
+   */
   readonly limits?: LimitOptions;
   /**
    * Reverse proxies (load balancers) whose forwarded header tells the client's address, for
@@ -77,8 +100,9 @@ export interface HeraldOptions extends HubSettings {
   /** This node's name in stats and logs. Default: a random one. */
   readonly nodeId?: string;
   /**
-   * Set when the hub runs other than configured, e.g. `fallback-local` (on memory because the
-   * configured broker was unreachable at start): `/readyz` then reports `degraded`.
+   * Set when the hub runs other than configured (a worker of `--workers` says so for its primary):
+   * `/readyz` then reports `degraded`. A `failover` log reports its own state (`fallback-local`,
+   * `rejoining`) without it.
    */
   readonly degraded?: string;
   /**
@@ -96,6 +120,13 @@ export interface HeraldOptions extends HubSettings {
   readonly open?: boolean;
   /** Serve the operations page at `/dashboard`. Default true. */
   readonly dashboard?: boolean;
+  /**
+   * The cluster layer (`/v1/nodes`, `/v1/connections`, presence): how often this node's heartbeat
+   * goes out (`heartbeatMs`, default 5 000), how long a silent node stays listed (`leaseMs`,
+   * default 15 000, at most 30 000) and how long a question to every node waits
+   * (`gatherTimeoutMs`, default 2 000).
+   */
+  readonly cluster?: ClusterOptions;
   /**
    * `/metrics`: open to anyone who can reach it (`public`), else admin credentials only; `false`
    * serves no `/metrics` at all.

@@ -2,19 +2,24 @@ import { AuthUrl } from './auth/auth-url.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import { openModeAuthenticator } from './auth/open-mode.ts';
 import { type Authenticator, tokenAuthenticator } from './auth/token-authenticator.ts';
+import { FailoverLog } from './backends/failover/log.ts';
 import { MemoryBroker } from './backends/memory/broker.ts';
 import type { EventMap, PublishInputOf } from './client/event-map.ts';
+import { Cluster } from './cluster/cluster.ts';
+import { broadcasterOf, sharedCounterOf } from './core/cluster.ts';
 import { MAX_TOPIC_LENGTH } from './core/event.ts';
 import { EventFilter } from './core/filters.ts';
 import { DEFAULT_HUB_OPTIONS, Hub, type LatestResult, type TenantStats } from './core/hub.ts';
-import type { Log } from './core/log.ts';
+import { type Log, outageDegraded, outageOf } from './core/log.ts';
 import { OPEN_PRINCIPAL, type Principal } from './core/principal.ts';
 import { parseSelectors } from './core/topics.ts';
 import { DASHBOARD_ROUTES } from './dashboard/routes.ts';
 import { StatsFeed } from './dashboard/stats-feed.ts';
 import type { HeraldOptions, LatestQuery } from './herald-options.ts';
+import { compressionOf, type StreamCompression } from './http/compression.ts';
 import type { HttpContext } from './http/context.ts';
 import { Cors } from './http/cors.ts';
+import { countingNames } from './http/counting-names.ts';
 import { Limits } from './http/limits.ts';
 import { RouteTable } from './http/route-table.ts';
 import { Router } from './http/router.ts';
@@ -26,6 +31,7 @@ import type { HeraldLogger } from './observability/logger.ts';
 import { metricsOf } from './observability/metrics.ts';
 import { metricsRoutes } from './observability/metrics-route.ts';
 import { type HeraldStats, NodeStats } from './observability/node-stats.ts';
+import { PresenceNotices } from './observability/presence-notices.ts';
 import { chainLifecycles, Webhooks } from './observability/webhooks.ts';
 
 export type { HeraldOptions, LatestQuery } from './herald-options.ts';
@@ -55,13 +61,20 @@ export class Herald<Events extends EventMap = EventMap> {
   readonly authUrl: AuthUrl | undefined;
   /** Deliveries to the app's webhook endpoint (`webhook`), when there is one. */
   readonly webhooks: Webhooks | undefined;
+  /** This node among the nodes sharing its log: roster, questions to every node, their routes. */
+  readonly cluster: Cluster;
+  /** How the adapters compress streams (`compression`); undefined when it is off. */
+  readonly compression: StreamCompression | undefined;
   private readonly nodeStats: NodeStats;
+  /** Presence changes for the webhook, when there is one. */
+  private readonly presenceNotices: PresenceNotices | undefined;
   /** The dashboard's live figures, sent to admin streams of `herald/stats` while any watch. */
   private readonly statsFeed: StatsFeed;
 
   constructor(options: HeraldOptions = {}) {
     const {
       broker,
+      failover,
       history,
       maxBodyBytes,
       maxTopicsPerSubscription,
@@ -72,6 +85,7 @@ export class Herald<Events extends EventMap = EventMap> {
       webhook,
       mercure,
       corsOrigins,
+      compression,
       limits,
       trustProxy,
       nodeId,
@@ -80,6 +94,7 @@ export class Herald<Events extends EventMap = EventMap> {
       metrics,
       open,
       dashboard,
+      cluster,
       ...hub
     } = options;
     if (authUrl !== undefined && authenticate !== undefined) {
@@ -87,21 +102,39 @@ export class Herald<Events extends EventMap = EventMap> {
     }
     this.nodeId = nodeId ?? globalThis.crypto.randomUUID().slice(0, 8);
     this.degraded = degraded;
-    this.broker = broker ?? new MemoryBroker(history);
+    this.broker =
+      broker === undefined
+        ? new MemoryBroker(history)
+        : failover === undefined || failover === false
+          ? broker
+          : new FailoverLog(broker, failover === true ? {} : failover);
     this.logger = logger;
     // Options that can be refused are read before the hub starts.
     const verifier = auth === undefined ? undefined : createJwtVerifier(auth.jwt);
     const tokens = verifier === undefined ? undefined : tokenAuthenticator({ ...auth, verifier });
+    this.compression = compressionOf(compression);
     this.authUrl =
       authUrl === undefined
         ? undefined
         : new AuthUrl(authUrl, { tokens, cookieName: auth?.cookieName ?? 'herald_token', logger });
     this.webhooks = webhook === undefined ? undefined : new Webhooks(webhook, this.nodeId, logger);
+    const webhooks = this.webhooks;
+    this.presenceNotices =
+      webhooks === undefined
+        ? undefined
+        : new PresenceNotices((notice) => webhooks.enqueue(notice), this.nodeId);
     // Webhooks are told of streams after the connection log (or the app's own lifecycle): both
-    // only at open and close, so a hub without either does no more per stream than before.
+    // only at open and close, so a hub without either does no more per stream than before; so is
+    // the webhook's presence counting (src/observability/presence-notices.ts), only with a webhook.
     const lifecycle = chainLifecycles(
       hub.lifecycle ?? (logger === undefined ? undefined : connectionLog(logger)),
       this.webhooks?.lifecycle(),
+      this.presenceNotices,
+      // `herald.presence` notices (src/cluster/presence-feed.ts): a few compares per stream when no one watches.
+      {
+        opened: (subscriber) => this.cluster.presence.opened(subscriber),
+        closed: (subscriber) => this.cluster.presence.closed(subscriber),
+      },
     );
     this.hub = new Hub(this.broker, {
       ...(logger === undefined
@@ -139,10 +172,33 @@ export class Herald<Events extends EventMap = EventMap> {
             anonymous: auth?.anonymous ?? false,
             corsOrigins: corsOrigins ?? [],
             limits: this.limits,
+            nodeId: this.nodeId,
           });
     this.onError = this.hub.options.onError;
-    this.nodeStats = new NodeStats(this.hub, this.nodeId, this.degraded);
-    const { authUrl: asking, webhooks } = this;
+    this.cluster = new Cluster(
+      this.hub,
+      broadcasterOf(this.broker),
+      { nodeId: this.nodeId, degraded: () => this.degraded ?? outageDegraded(this.broker) },
+      cluster,
+      this.onError,
+    );
+    // Mercure subscriptions a dead node announced end when it drops out: one node (the first
+    // live one by id) publishes their ends, every node forgets them.
+    const subscriptions = this.mercure?.subscriptions;
+    if (subscriptions !== undefined) {
+      const { roster } = this.cluster;
+      roster.onLeft((node) => subscriptions.nodeLeft(node, [...roster.live()].sort()[0] === this.nodeId));
+    }
+    // The webhook's `node.left`: one node tells the app of a node that dropped out of the roster.
+    const presenceNotices = this.presenceNotices;
+    if (presenceNotices !== undefined) {
+      const { roster } = this.cluster;
+      roster.onLeft((node, reason) => presenceNotices.nodeLeft(node, reason, roster.live()));
+    }
+    this.nodeStats = new NodeStats(this.hub, this.nodeId, () => this.degraded ?? outageDegraded(this.broker));
+    const outage = outageOf(this.broker);
+    if (outage !== undefined) this.nodeStats.add('outage', () => outage.outage());
+    const asking = this.authUrl;
     if (asking !== undefined) this.nodeStats.add('authUrl', () => asking.stats());
     if (webhooks !== undefined) this.nodeStats.add('webhooks', () => webhooks.stats());
     this.http = new Router(this.httpContext(), this.routes(metrics, dashboard !== false));
@@ -154,6 +210,28 @@ export class Herald<Events extends EventMap = EventMap> {
       onError: this.onError,
     });
     this.statsFeed.start();
+    this.cluster.start();
+    this.countLimitsAcrossNodes();
+  }
+
+  /**
+   * Streams per tenant and subject, and publish rates, counted on the broker for every node that
+   * shares it, when it can count and `limits.scope` is not `node` (src/http/limits.ts). Not on the
+   * memory broker: one process, whose own counts are the whole cluster's, and cost no promise.
+   */
+  private countLimitsAcrossNodes(): void {
+    const counter = sharedCounterOf(this.broker);
+    if (counter === undefined || this.broker instanceof MemoryBroker) return;
+    const roster = this.cluster.roster;
+    const names = countingNames(roster, Math.min(MAX_NAMES_REUSE_MS, roster.heartbeatMs));
+    this.limits.countAcrossNodes(counter, {
+      node: names.node,
+      live: () => names.live(),
+      // A heartbeat, and some slack for the bus: by then the roster has heard every live node.
+      settleMs: roster.heartbeatMs + ROSTER_SLACK_MS,
+      logger: this.logger,
+      onError: this.onError,
+    });
   }
 
   /** What the routes may use of this hub. */
@@ -184,6 +262,7 @@ export class Herald<Events extends EventMap = EventMap> {
       const options = metrics ?? {};
       routes.add(metricsRoutes({ public: options.public === true, metrics: () => metricsOf(this, options) }));
     }
+    routes.add(this.cluster.routes());
     if (dashboard) routes.add(DASHBOARD_ROUTES);
     if (this.mercure !== undefined) routes.add(this.mercure.routes());
     return routes;
@@ -258,7 +337,11 @@ export class Herald<Events extends EventMap = EventMap> {
   /** Ends every stream with a retry hint and closes the broker, then sends their webhook notices (≤ 2 s). */
   async close(): Promise<void> {
     this.statsFeed.stop();
+    // Queued before the streams' closes: the app drops this node's members in one notice.
+    this.presenceNotices?.leaving();
     try {
+      // Before the broker closes: the other nodes hear that this one leaves.
+      await this.cluster.close();
       await this.hub.close();
     } finally {
       await this.webhooks?.close();
@@ -287,6 +370,11 @@ function chargingRefusedPublishes(authenticate: Authenticator, limits: Limits): 
     }
   };
 }
+
+/** How long past a heartbeat a node's roster is taken to know every live node. */
+const ROSTER_SLACK_MS = 500;
+/** The longest a list of live nodes' names is reused for counting (src/http/counting-names.ts). */
+const MAX_NAMES_REUSE_MS = 1_000;
 
 let warnedOpen = false;
 

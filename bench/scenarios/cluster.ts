@@ -1,4 +1,5 @@
 import { BROKERS, type BrokerName } from '../brokers.ts';
+import { measureSpread, type SpreadParams } from '../cluster-spread.ts';
 import { DELIVERY_COLUMNS } from '../columns.ts';
 import { fanoutParams, measureFanout, rateLabel, SATURATED_BATCH } from '../fanout-measure.ts';
 import { NotRun, type PlanOptions, type Scenario, type ScenarioCase } from '../scenario.ts';
@@ -30,6 +31,21 @@ export const CLUSTER_RATE = 400;
  * garbage collection then takes a quarter of its CPU and a fifth of its throughput.
  */
 const CLUSTER_WINDOW = 100;
+/**
+ * The check of the scaling model (docs/scaling.md, shape B: one recipient per event): nodes ×
+ * `--workers` each, every subscriber on a topic of its own, spread over the nodes, one event per
+ * publish request to the nodes in turn. 4 000 streams is 1 000 per worker; 1 000 events/s is
+ * what S4's one-process case sustains at one event per request here with room to spare.
+ */
+export const SPREAD_WORKERS = 2;
+export const SPREAD_SUBSCRIBERS = 4_000;
+export const SPREAD_RATE = 1_000;
+/**
+ * The model's shape A at a small scale: the same streams on 4 topics of 1 000, each topic 10
+ * events/s as in the model (40 events/s, 40 000 deliveries/s).
+ */
+const BROADCAST_TOPICS = 4;
+const BROADCAST_RATE_PER_TOPIC = 10;
 
 export const cluster: Scenario = {
   name: 'cluster',
@@ -51,7 +67,12 @@ export const cluster: Scenario = {
     { key: 'events', label: 'Events', format: 'int' },
     ...DELIVERY_COLUMNS,
     { key: 'serverCpuPct', label: 'Herald CPU', format: 'percent' },
+    { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
+    // The model's check only: per worker process, and the broker per event of the log.
+    { key: 'fanInMicros', label: 'Fan-in µs/event', format: 'fixed1' },
+    { key: 'kibPerStream', label: 'KiB/stream', format: 'fixed1' },
     { key: 'brokerCpuPct', label: 'Broker CPU', format: 'percent' },
+    { key: 'brokerMicrosPerEvent', label: 'Broker µs/event', format: 'fixed1' },
     { key: 'serverRssBytes', label: 'RSS MiB', format: 'mib' },
     { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
     { key: 'foreignCpuPct', label: 'Other CPU', format: 'percent' },
@@ -59,9 +80,9 @@ export const cluster: Scenario = {
   plan(options: PlanOptions): readonly ScenarioCase[] {
     const rates = options.rate !== undefined ? [options.rate] : [CLUSTER_RATE, 0];
     const brokers = options.brokers ?? CLUSTER_BROKERS;
-    // Fixed rate first, every broker side by side; then saturated.
-    return rates.flatMap((rate) =>
-      brokers.map((broker) => {
+    // Fixed rate first, every broker side by side; then saturated; then the model's check.
+    const fanout = rates.flatMap((rate) =>
+      brokers.map((broker): ScenarioCase => {
         const nodes = Math.min(NODES, BROKERS[broker].maxNodes);
         const params = fanoutParams(options, rate, CLUSTER_WINDOW);
         return {
@@ -77,5 +98,41 @@ export const cluster: Scenario = {
         };
       }),
     );
+    return [
+      ...fanout,
+      ...brokers
+        .filter((broker) => BROKERS[broker].maxNodes >= NODES)
+        .flatMap((broker) => [spreadCase(broker, options, 'one'), spreadCase(broker, options, 'broadcast')]),
+    ];
   },
 };
+
+/**
+ * `redis 2×2 workers, 1 recipient/event`: the model's shape B on a hub of nodes with workers;
+ * `broadcast`, its shape A at a small scale (`… 1000 recipients/event`).
+ */
+function spreadCase(broker: BrokerName, options: PlanOptions, shape: 'one' | 'broadcast'): ScenarioCase {
+  const subscribers = options.subscribers ?? (options.quick ? 400 : SPREAD_SUBSCRIBERS);
+  const topics = shape === 'one' ? subscribers : BROADCAST_TOPICS;
+  const fixed = options.rate !== undefined && options.rate > 0 ? options.rate : undefined;
+  const params: SpreadParams = {
+    subscribers,
+    topics,
+    rate:
+      fixed ??
+      (shape === 'broadcast' ? topics * BROADCAST_RATE_PER_TOPIC : options.quick ? 200 : SPREAD_RATE),
+    warmupS: options.warmupS ?? (options.quick ? 0.5 : 2),
+    durationS: options.durationS ?? (options.quick ? 1.5 : 10),
+    workers: SPREAD_WORKERS,
+  };
+  const recipients = subscribers / topics;
+  return {
+    label: `${broker} ${NODES}×${SPREAD_WORKERS} workers, ${recipients} recipient${recipients === 1 ? '' : 's'}/event`,
+    params: { broker, nodes: NODES, ...params },
+    server: { broker, nodes: NODES, workers: SPREAD_WORKERS },
+    run: (target, context) => {
+      if (target.name !== 'herald') throw new NotRun('S6 compares Herald on its brokers (peers: see S1)');
+      return measureSpread(target, params, context);
+    },
+  };
+}

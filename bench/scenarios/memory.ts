@@ -139,6 +139,9 @@ async function measureMemory(
         deliveredPct: fleet.ready === 0 ? null : report.delivered / fleet.ready,
         processes: Object.keys(after.byPid).length,
         rssBeforeBytes: before.bytes,
+        // The baseline of each process with no stream (a primary and its workers, nginx's master
+        // and workers), for `--workers N` in docs/performance.md.
+        rssBeforePerProcessBytes: before.bytes / Math.max(1, Object.keys(before.byPid).length),
         rssBytes: after.bytes,
         bytesPerConnection: fleet.ready === 0 ? null : grown / fleet.ready,
         openMs,
@@ -169,13 +172,16 @@ export const memory: Scenario = {
     'moving (5 samples 0.5 s apart within 0.5 %), summed over every server process. A process here may ' +
     'hold at most 20 000 file descriptors, so 20 000 and 50 000 need a server of several processes ' +
     '(Herald `--workers`, nginx workers); a one-process peer is not run there. Afterwards one event ' +
-    'must reach every stream: a stream the server dropped or forgot does not count as held.',
+    'must reach every stream: a stream the server dropped or forgot does not count as held. “Before per ' +
+    'proc” is the RSS before any stream ÷ the server’s processes: the baseline of each (Herald runs from ' +
+    'source here, so its TypeScript loader counts too).',
   columns: [
     { key: 'connections', label: 'Streams', format: 'int' },
     { key: 'processes', label: 'Server procs', format: 'int' },
     { key: 'deliveredPct', label: 'Check delivered', format: 'percent' },
     { key: 'bytesPerConnection', label: 'KiB per stream', format: 'kib' },
     { key: 'rssBeforeBytes', label: 'RSS before MiB', format: 'mib' },
+    { key: 'rssBeforePerProcessBytes', label: 'Before per proc MiB', format: 'mib' },
     { key: 'rssBytes', label: 'RSS MiB', format: 'mib' },
     { key: 'connectionsPerSec', label: 'Opened/s', format: 'int' },
   ],

@@ -64,6 +64,12 @@ export interface ClientOptions {
   tags?: Readonly<Record<string, string | readonly string[]>>;
   /** Admin credentials only: watch this tenant instead of the credential's own, or `*` for every tenant. */
   tenant?: string;
+  /**
+   * Ask for `herald.presence` notices of who joins and leaves the stream's exact topics, on every
+   * node (the token needs the `presence:members` permission, or admin): what `usePresence` keeps
+   * its members up to date with. Default false.
+   */
+  presence?: boolean;
   /** A bearer token, or a function called before every connection (so it can refresh it). */
   token?: string | (() => string | Promise<string>);
   /**
@@ -154,6 +160,24 @@ export interface HeraldClient<Events extends Record<string, unknown> = Record<st
   unsubscribe(change: string | readonly string[] | FilterChange): Promise<void>;
   /** Replaces the types (`[]`: every type) and/or the tags (`{}`: any tag) of the open stream and later connections. */
   setFilter(filter: Pick<FilterChange, 'types' | 'tags'>): Promise<void>;
+  /**
+   * Who is on `topic` across the hub's cluster (`GET /v1/presence`): streams, distinct subjects,
+   * and the subjects themselves when the token may see them. Needs a subscribe grant on the topic.
+   */
+  presence(topic: string): Promise<PresenceInfo>;
   /** Ends the connection and every timer and listener. The client cannot be reopened. */
   close(): void;
+}
+
+/** Who is on a topic (`GET /v1/presence`). */
+export interface PresenceInfo {
+  readonly topic: string;
+  /** Streams on the topic across the cluster. */
+  readonly connections: number;
+  /** Distinct subjects among them. */
+  readonly subjects: number;
+  /** Each subject and its streams: only when the token may see them (admin, `presence:members`). */
+  readonly members?: readonly { readonly subject: string; readonly connections: number }[];
+  /** Nodes that did not answer in time: their streams are not counted. */
+  readonly incomplete: readonly string[];
 }

@@ -13,6 +13,7 @@ import { backoffDelay } from './backoff.ts';
 import { RecentIds } from './dedup.ts';
 import { classify, HeraldClientError } from './errors.ts';
 import { poll } from './polling.ts';
+import { presenceOf } from './presence.ts';
 import { type Connection, emit, type Session } from './session.ts';
 import { defaultStore } from './store.ts';
 import { nativeEventSource, stream } from './stream.ts';
@@ -69,6 +70,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     for (const topic of topics) params.append('topic', topic);
     for (const type of types) params.append('type', type);
     if (options.tenant !== undefined) params.append('tenant', options.tenant);
+    if (options.presence === true) params.append('presence', '1');
     for (const [name, values] of Object.entries(tags)) {
       for (const value of values) params.append(`tag.${name}`, value);
     }
@@ -206,6 +208,13 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     }
     // Closed, or replaced on purpose: nothing to do. (The watchdog's abort is not on purpose.)
     if (session.closed || (connection.abort.signal.aborted && !connection.silent)) return;
+    const told = connection.disconnect;
+    if (told && !told.reconnect) {
+      // An admin said not to come back with this credential: the client stops, and says why.
+      // The application may create a client again, with another token.
+      shut(`disconnected: ${told.reason}`, new HeraldClientError(0, told.reason, 'disconnected'));
+      return;
+    }
     const refusal = error instanceof HeraldClientError && error.status > 200 ? error : undefined;
     const kind = refusal ? classify(refusal.status) : 'transient';
     if (refusal && (kind === 'fatal' || (kind === 'auth' && session.unauthorized++ > 0))) {
@@ -326,6 +335,7 @@ export function createClient<Events extends Record<string, unknown> = Record<str
     subscribe: (given) => change(session, 'subscribe', changeOf(given)),
     unsubscribe: (given) => change(session, 'unsubscribe', changeOf(given)),
     setFilter: ({ types, tags }) => change(session, 'set', { types, tags }),
+    presence: (topic: string) => presenceOf(session, topic),
     close: () => {
       if (!session.closed) shut('closed by the application');
     },

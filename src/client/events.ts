@@ -1,6 +1,8 @@
 import {
   CONNECTED_EVENT,
   type ConnectedPayload,
+  DISCONNECT_EVENT,
+  type DisconnectPayload,
   GAP_EVENT,
   type GapPayload,
   HISTORY_EVENT,
@@ -81,9 +83,11 @@ export const onEvent = (session: Session, connection: Connection, { id, type, da
     connection.renewing = true;
     session.open(true);
   } else {
-    // Another notice of the hub (`herald.stats`, on the dashboard's topic): only for handlers
-    // of that very type. It has no id of its own (the one it shows is the stream's last), so it
-    // is neither de-duplicated nor remembered.
+    // An admin ended this stream: when it ends, the client comes back or, told not to, closes
+    // (`ended` in client.ts). Its handlers hear it, as those of another notice of the hub
+    // (`herald.stats`, on the dashboard's topic) do: only handlers of that very type. A notice has
+    // no id of its own (the one it shows is the stream's last): not de-duplicated nor remembered.
+    if (type === DISCONNECT_EVENT) connection.disconnect = payload as unknown as DisconnectPayload;
     emit(session.handlers.get(type), { id: '', type, data: payload as never, raw: data });
   }
 };

@@ -7,9 +7,11 @@
 
 export type {
   ConnectedPayload,
+  DisconnectPayload,
   GapPayload,
   HistoryKind,
   HistoryPayload,
+  PresencePayload,
   ReauthPayload,
   ResumeGapReason,
   SystemEventPayloads,
@@ -24,6 +26,7 @@ export type {
   HeraldClient,
   HeraldMessage,
   HistoryInfo,
+  PresenceInfo,
   StatusChange,
 } from './api.ts';
 export { backoffDelay, retryAfterMs } from './backoff.ts';

@@ -18,7 +18,15 @@ import {
   useState,
   useSyncExternalStore,
 } from 'react';
-import type { ClientOptions, EventMessage, HeraldClient, HeraldMessage, StatusChange } from './api.ts';
+import { PRESENCE_EVENT, type PresencePayload } from '../core/protocol/system-events.ts';
+import type {
+  ClientOptions,
+  EventMessage,
+  HeraldClient,
+  HeraldMessage,
+  PresenceInfo,
+  StatusChange,
+} from './api.ts';
 import type { EventMap, EventType } from './event-map.ts';
 import { type SharedClient, shareClient } from './shared.ts';
 
@@ -192,6 +200,113 @@ export function useReconnect(): () => void {
 }
 
 /** The hooks typed by an event map: a misspelt type or a field the payload lacks is a compile error. */
+/** Who is on a topic, as `usePresence` keeps it. */
+export interface PresenceState {
+  readonly topic: string;
+  /** Streams on the topic across the cluster. */
+  readonly connections: number;
+  /** Distinct subjects among them. */
+  readonly subjects: number;
+  /** Each subject and its streams, most first: when the token may see them. */
+  readonly members?: readonly { readonly subject: string; readonly connections: number }[];
+  /** Until the first answer. */
+  readonly loading: boolean;
+  /** Why the last fetch failed (a refusal: `HeraldClientError`). */
+  readonly error?: Error;
+}
+
+/**
+ * Who is on `topic` across the hub's cluster: fetched when the component mounts (`GET
+ * /v1/presence`), then kept up to date by the `herald.presence` notices of the provider's stream,
+ * which asks for them with `presence: true` and must select `topic` exactly (the token needs the
+ * `presence:members` permission, or admin). Without notices the value is the mount's.
+ */
+export function usePresence(topic: string): PresenceState {
+  const { client } = useShared();
+  const [state, setState] = useState<PresenceState>({ topic, connections: 0, subjects: 0, loading: true });
+  useEffect(() => {
+    let active = true;
+    // Subject → streams, and the streams without a subject (counted, never announced).
+    let members = new Map<string, number>();
+    let others = 0;
+    let withMembers = false;
+    let subjects = 0;
+    // Notices heard while a fetch is out, applied after it (they are absolute counts).
+    let during: PresencePayload[] | undefined;
+    let asked = 0;
+    const render = (error?: Error) => {
+      if (!active) return;
+      let connections = others;
+      for (const count of members.values()) connections += count;
+      const list = [...members]
+        .map(([subject, count]) => ({ subject, connections: count }))
+        .sort((a, b) => b.connections - a.connections || (a.subject < b.subject ? -1 : 1));
+      setState({
+        topic,
+        connections,
+        subjects: withMembers ? members.size : subjects,
+        ...(withMembers ? { members: list } : {}),
+        loading: false,
+        ...(error ? { error } : {}),
+      });
+    };
+    const apply = (notice: PresencePayload) => {
+      if (notice.connections > 0) members.set(notice.subject, notice.connections);
+      else members.delete(notice.subject);
+    };
+    const fetchPresence = () => {
+      const ask = ++asked;
+      during ??= [];
+      client.presence(topic).then(
+        (info: PresenceInfo) => {
+          if (ask !== asked || !active) return;
+          const heard = during ?? [];
+          during = undefined;
+          members = new Map((info.members ?? []).map((member) => [member.subject, member.connections]));
+          withMembers = info.members !== undefined;
+          subjects = info.subjects;
+          let named = 0;
+          for (const count of members.values()) named += count;
+          others = info.connections - named;
+          if (!withMembers) {
+            setState({ topic, connections: info.connections, subjects: info.subjects, loading: false });
+            return;
+          }
+          for (const notice of heard) apply(notice);
+          render();
+        },
+        (error: unknown) => {
+          if (ask !== asked) return;
+          during = undefined;
+          render(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    };
+    const stopNotices = client.on(PRESENCE_EVENT, (message) => {
+      const notice = message.data as PresencePayload;
+      if (notice?.topic !== topic) return;
+      if (during !== undefined) {
+        during.push(notice);
+        return;
+      }
+      apply(notice);
+      render();
+    });
+    // Asked again each time the stream (re)opens: this page's own stream is counted then, and
+    // notices missed while it was down are made up for.
+    const stopStatus = client.onStatus((change) => {
+      if (change.status === 'open') fetchPresence();
+    });
+    fetchPresence();
+    return () => {
+      active = false;
+      stopNotices();
+      stopStatus();
+    };
+  }, [client, topic]);
+  return state;
+}
+
 export interface HeraldHooks<Events extends EventMap> {
   HeraldProvider(props: HeraldProviderProps<Events>): ReactNode;
   useHerald(): HeraldClient<Events>;

@@ -92,6 +92,8 @@ export interface Connection {
   silent?: boolean;
   /** A successor was opened after `herald.reauth`. */
   renewing?: boolean;
+  /** An admin ended it (`herald.disconnect`): why, and whether the client may come back. */
+  disconnect?: { readonly reason: string; readonly reconnect: boolean };
   /** For EventSource: the types listened to. */
   listen?: (type: string) => void;
 }

@@ -274,6 +274,16 @@ function facade(
     subscribe: (given) => change('subscribe', given),
     unsubscribe: (given) => change('unsubscribe', given),
     setFilter: (filter) => change('set', filter),
+    async presence(topic: string) {
+      if (inner) return inner.presence(topic);
+      // Unmounted: a client of no topic asks (it opens no stream), and is closed again.
+      const asking = create({ ...options, topics: [], store: null });
+      try {
+        return await asking.presence(topic);
+      } finally {
+        asking.close();
+      }
+    },
     close() {
       closed = true;
       stop();

@@ -1,4 +1,10 @@
-import { CONNECTED_EVENT, GAP_EVENT, HISTORY_EVENT, REAUTH_EVENT } from '../core/protocol/system-events.ts';
+import {
+  CONNECTED_EVENT,
+  DISCONNECT_EVENT,
+  GAP_EVENT,
+  HISTORY_EVENT,
+  REAUTH_EVENT,
+} from '../core/protocol/system-events.ts';
 import { HeraldClientError, problemOf } from './errors.ts';
 import { onEvent } from './events.ts';
 import { type Connection, endpoint, headers, type Session, tokenFor } from './session.ts';
@@ -89,6 +95,7 @@ export const nativeEventSource = async (session: Session, connection: Connection
     GAP_EVENT,
     HISTORY_EVENT,
     REAUTH_EVENT,
+    DISCONNECT_EVENT,
     ...session.types,
     ...session.handlers.keys(),
   ]) {

@@ -37,6 +37,12 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export const hasControlCharacter = (text: string): boolean => CONTROL.test(text);
 /** The shape of a log position on every broker; no chosen id may take it. */
 const LOG_POSITION = /^\d+(-\d+)?$/;
+/**
+ * The ids of events a node accepted while its broker was down (`<base>~<node>~<seq>`, see
+ * backends/failover/positions.ts): they are positions too, which any node resumes from, so no
+ * chosen id may take their shape either.
+ */
+export const HELD_ID = /^(\d+(?:-\d+)?)?~([A-Za-z0-9_-]{1,64})~(\d{1,16})$/;
 
 /**
  * Checks a publish request and turns it into a draft. Every rejection names the field and says
@@ -79,10 +85,10 @@ export function validateEvent(
   // Every broker's positions are digits or digits-digits (memory `<epoch ms>-<seq>`, Redis
   // `<ms>-<seq>`, NATS `<seq>`). A chosen id of that shape would be ambiguous in `locate`, and on
   // the memory broker a later position could repeat it (a resume from it would re-send events).
-  if (id !== undefined && LOG_POSITION.test(id)) {
+  if (id !== undefined && (LOG_POSITION.test(id) || HELD_ID.test(id))) {
     throw badRequest(
       'invalid-id',
-      `${where}id "${id}" looks like a log position (digits, or digits-digits), which every broker uses for its own ids; choose another, e.g. a URN`,
+      `${where}id "${id}" looks like a log position (digits, digits-digits, or position~node~number, the ids of events held through a broker outage), which Herald uses for its own ids; choose another, e.g. a URN`,
     );
   }
   const key = optionalText(fields.key, 'key', where);

@@ -96,6 +96,7 @@ export class Flusher {
       count === 0 ? undefined : subscriber.outbox.drainInto(out, out === this.single ? 0 : out.length);
     if (lastId !== undefined) subscriber.lastSentId = lastId;
     this.counters.delivered += count;
+    subscriber.delivered += count;
     if (out === this.single || out.length > 0) subscriber.write(out, now);
     // The frame is not kept alive until the next flush.
     this.single[0] = EMPTY_CHUNK;

@@ -94,6 +94,22 @@ export interface HubCounters {
   closed: Record<CloseReason, number>;
 }
 
+/** What a tenant has published and been delivered on this node, since it started. */
+export interface TenantTotals {
+  published: number;
+  delivered: number;
+}
+
+/** The totals of `tenant`, made on first use. */
+export function tenantTotalsOf(state: HubState, tenant: string): TenantTotals {
+  let totals = state.tenantTotals.get(tenant);
+  if (totals === undefined) {
+    totals = { published: 0, delivered: 0 };
+    state.tenantTotals.set(tenant, totals);
+  }
+  return totals;
+}
+
 /** How the hub ends a stream from the server side (see `Hub.end`); the parts that end streams get it. */
 export type EndStream = (subscriber: Subscriber, reason: Exclude<CloseReason, 'client'>) => void;
 
@@ -123,8 +139,15 @@ export class HubState {
       shutdown: 0,
       error: 0,
       reset: 0,
+      disconnected: 0,
     },
   };
+  /**
+   * Per tenant: events published (counted per publish call) and events delivered by streams that
+   * have closed (open streams hold their own count, `Subscriber.delivered`): the per-tenant
+   * figures of a cluster's nodes, which cost nothing per event per recipient.
+   */
+  readonly tenantTotals = new Map<string, TenantTotals>();
   /** How long `broker.append` takes, per publish call. */
   readonly appendLatency = new LatencyHistogram();
   readonly index = new SubscriberIndex<Subscriber>();

@@ -11,6 +11,11 @@ export interface HubStats {
     readonly byTopic: Record<string, number>;
   };
   readonly events: Readonly<HubCounters>;
+  /**
+   * Per tenant: open streams, and events published and delivered (live events written) on this
+   * node since it started. Kept per publish call and per flush, not per event per recipient.
+   */
+  readonly tenants: Record<string, { streams: number; published: number; delivered: number }>;
   readonly outbox: { readonly queuedEvents: number; readonly queuedBytes: number };
   /** What the log retains; absent when the log cannot tell. */
   readonly history?: HistoryStats;
@@ -30,11 +35,29 @@ export async function hubStats(state: HubState): Promise<HubStats> {
     queuedEvents += subscriber.queuedEvents;
     queuedBytes += subscriber.queuedBytes;
   }
+  // No prototype: a tenant may be named `__proto__`.
+  const tenants: HubStats['tenants'] = Object.create(null);
+  const of = (tenant: string) => {
+    tenants[tenant] ??= { streams: 0, published: 0, delivered: 0 };
+    return tenants[tenant];
+  };
+  for (const [tenant, totals] of state.tenantTotals) {
+    const entry = of(tenant);
+    entry.published = totals.published;
+    entry.delivered = totals.delivered;
+  }
+  for (const subscriber of state.subscribers.values()) {
+    if (subscriber.carrier) continue;
+    const entry = of(subscriber.tenant);
+    entry.streams++;
+    entry.delivered += subscriber.delivered;
+  }
   return {
     broker: state.broker.kind,
     feed: { position: state.cursor, lagMs: state.feedLagMs },
     connections: { total: state.subscribers.size - state.carriers, byTenant, byTopic },
     events: { ...state.counters, closed: { ...state.counters.closed } },
+    tenants,
     outbox: { queuedEvents, queuedBytes },
     history: await historyOf(state.broker),
   };

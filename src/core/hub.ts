@@ -10,6 +10,7 @@ import {
   type HubSettings,
   HubState,
   shuttingDown,
+  tenantTotalsOf,
 } from './hub-state.ts';
 import { bytesWritten, type HubStats, hubStats, type TenantStats, tenantStats } from './hub-stats.ts';
 import type { LatencyHistogram } from './latency.ts';
@@ -19,9 +20,10 @@ import { LongPoll, type PollResult } from './long-poll.ts';
 import { notify, watchers } from './notices.ts';
 import { openStream } from './opening.ts';
 import type { Principal } from './principal.ts';
+import { DISCONNECT_EVENT, type DisconnectPayload } from './protocol/system-events.ts';
 import { publishEvents } from './publishing.ts';
 import { visibleData } from './redaction.ts';
-import { encodeRetry } from './sse.ts';
+import { encodeRetry, encodeSystemEvent } from './sse.ts';
 import {
   type CloseReason,
   type Sink,
@@ -111,6 +113,11 @@ export class Hub implements SubscriberOwner {
     return this.state.cursor;
   }
 
+  /** How late this node's feed got the last event it dispatched, ms. */
+  get feedLagMs(): number {
+    return this.state.feedLagMs;
+  }
+
   /** After `close()`: no publish, no new stream. */
   get isClosing(): boolean {
     return this.state.closing;
@@ -196,6 +203,7 @@ export class Hub implements SubscriberOwner {
     if (subscriber.carrier) state.carriers--;
     else state.counters.closed[reason]++;
     state.bytesOfClosed += subscriber.bytesWritten;
+    if (subscriber.delivered > 0) tenantTotalsOf(state, subscriber.tenant).delivered += subscriber.delivered;
     subscriber.onClose?.();
     if (state.subscribers.size === 0) this.ticker.stop();
     state.options.lifecycle?.closed(subscriber, reason);
@@ -300,9 +308,58 @@ export class Hub implements SubscriberOwner {
     sink.end();
   }
 
-  /** Writes a notice outside the log to the streams of `tenant` that selected `topic` exactly (see `notify`). */
-  notify(tenant: string, topic: string, type: string, payload: unknown): number {
-    return notify(this.state, tenant, topic, type, payload);
+  /**
+   * This node's open streams, for listing and ending them across a cluster (`src/cluster/`):
+   * streams that only carry others' frames (a mux) are not connections and are left out.
+   */
+  *streams(): IterableIterator<Subscriber> {
+    for (const subscriber of this.state.subscribers.values()) if (!subscriber.carrier) yield subscriber;
+  }
+
+  /**
+   * Per tenant, what this node has published and delivered since it started (delivered: live
+   * events written, the open streams' included). Computed when asked, from counts kept per
+   * publish call and per flush of a stream, so the figures cost nothing per event per recipient.
+   */
+  tenantTotals(): Map<string, { published: number; delivered: number }> {
+    const totals = new Map<string, { published: number; delivered: number }>();
+    for (const [tenant, { published, delivered }] of this.state.tenantTotals) {
+      totals.set(tenant, { published, delivered });
+    }
+    for (const subscriber of this.state.subscribers.values()) {
+      if (subscriber.delivered === 0) continue;
+      const entry = totals.get(subscriber.tenant) ?? { published: 0, delivered: 0 };
+      entry.delivered += subscriber.delivered;
+      totals.set(subscriber.tenant, entry);
+    }
+    return totals;
+  }
+
+  /**
+   * Ends a stream because an admin asked: what is queued goes out, then a `herald.disconnect`
+   * saying why and whether the client may come back with the same credential, then the end.
+   */
+  disconnect(subscriber: Subscriber, notice: DisconnectPayload): void {
+    if (subscriber.isClosed) return;
+    if (subscriber.state === 'live' && !subscriber.blocked) this.flusher.flushOne(subscriber, Date.now());
+    if (subscriber.systemEvents && !subscriber.blocked) {
+      subscriber.write([encodeSystemEvent(DISCONNECT_EVENT, notice)], Date.now());
+    }
+    this.end(subscriber, 'disconnected');
+  }
+
+  /**
+   * Writes a notice outside the log to the streams of `tenant` that selected `topic` exactly (and
+   * that `only` accepts, when given): see `notify`.
+   */
+  notify(
+    tenant: string,
+    topic: string,
+    type: string,
+    payload: unknown,
+    only?: (subscriber: Subscriber) => boolean,
+  ): number {
+    return notify(this.state, tenant, topic, type, payload, only);
   }
 
   /** How many of this node's streams of `tenant` selected `topic` exactly (who a `notify` would reach). */

@@ -155,3 +155,37 @@ export function latestKeeperOf(log: Log): LatestKeeping | undefined {
   const keeper = log as Log & LatestKeeping;
   return keeper.latestMaxKeys > 0 ? keeper : undefined;
 }
+
+/**
+ * A log that rides out its broker's outages on a local log of its own (`--on-broker-down local`):
+ * which state it is in, for `/readyz`, `/v1/stats` and `/metrics`.
+ */
+export interface OutageReporting {
+  outage(): OutageStats;
+}
+
+export interface OutageStats {
+  /** `broker`: on the broker; `local`: holding what it accepts; `rejoining`: handing it over. */
+  readonly state: 'broker' | 'local' | 'rejoining';
+  /** Events accepted while the broker was down and not yet in it. */
+  readonly held: number;
+  /** The most it holds (`--outage-buffer`); past it publishes are refused. */
+  readonly maxHeld: number;
+  /** Events handed to the broker after an outage, since start. */
+  readonly rejoined: number;
+  /** Publishes refused because `held` was at `maxHeld`, since start. */
+  readonly refused: number;
+  /** Outages since start. */
+  readonly outages: number;
+}
+
+/** The log's outage state, or undefined when it does not ride out outages. */
+export function outageOf(log: Log): OutageReporting | undefined {
+  return 'outage' in log && typeof log.outage === 'function' ? (log as Log & OutageReporting) : undefined;
+}
+
+/** Why the log runs other than configured now (`fallback-local`, `rejoining`), or undefined. */
+export function outageDegraded(log: Log): string | undefined {
+  const state = outageOf(log)?.outage().state;
+  return state === 'local' ? 'fallback-local' : state === 'rejoining' ? 'rejoining' : undefined;
+}

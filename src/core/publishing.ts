@@ -1,6 +1,6 @@
 import { badRequest, HeraldError } from './errors.ts';
 import { type EventDraft, type EventLimits, type HeraldEvent, validateEvent } from './event.ts';
-import { type HubState, shuttingDown } from './hub-state.ts';
+import { type HubState, shuttingDown, tenantTotalsOf } from './hub-state.ts';
 import { ALL_TENANTS, type Principal } from './principal.ts';
 import { anyMatch } from './topics.ts';
 
@@ -56,6 +56,18 @@ export async function publishEvents(
   const events = await state.broker.append(drafts);
   state.appendLatency.observe(performance.now() - started);
   state.counters.published += events.length;
+  // Per call and per tenant, not per event: a batch is nearly always one tenant's.
+  let tenant = drafts[0]?.tenant;
+  let count = 0;
+  for (const draft of drafts) {
+    if (draft.tenant !== tenant) {
+      tenantTotalsOf(state, tenant as string).published += count;
+      tenant = draft.tenant;
+      count = 0;
+    }
+    count++;
+  }
+  if (tenant !== undefined) tenantTotalsOf(state, tenant).published += count;
   return events;
 }
 

@@ -43,6 +43,11 @@ export interface Subscription extends SubscriberRequestInit {
   /** The id of the request that opened the stream, for log lines about it; opaque to the hub. */
   readonly requestId?: string | undefined;
   /**
+   * The stream asked for `herald.presence` notices on its exact topics (`presence=1`): who joins
+   * and leaves them, across the cluster (src/cluster/presence-feed.ts).
+   */
+  readonly presence?: boolean | undefined;
+  /**
    * History to start with, before live events, when there is nothing to resume from: a resume
    * point (`lastEventId`, `replayAfter`) wins and this is ignored.
    */
@@ -77,7 +82,9 @@ export type CloseReason =
   | 'shutdown'
   | 'error'
   /** The broker's log was lost or replaced: the client resumes and is told with `herald.gap`. */
-  | 'reset';
+  | 'reset'
+  /** An admin ended it (`POST /v1/connections/disconnect`): the client was told why (`herald.disconnect`). */
+  | 'disconnected';
 
 /** The hub's side of the relationship, so a subscriber can hand transport events back to it. */
 export interface SubscriberOwner {
@@ -111,6 +118,8 @@ export class Subscriber extends SubscriberRequest {
   readonly carrier: boolean;
   readonly onClose: (() => void) | undefined;
   readonly requestId: string | undefined;
+  /** Asked for `herald.presence` notices on its exact topics. */
+  readonly presence: boolean;
   /** When the stream was opened, ms since the epoch. */
   readonly openedAt: number;
   /** When the lifetime limit ends this stream; Infinity without one. */
@@ -143,6 +152,8 @@ export class Subscriber extends SubscriberRequest {
   lastEventAt: number;
   /** Bytes handed to the sink so far. */
   bytesWritten = 0;
+  /** Live events written to it so far (the per-tenant figure `delivered`: one add per flush of this stream). */
+  delivered = 0;
 
   private readonly owner: SubscriberOwner;
   private drainWaiters: (() => void)[] | undefined;
@@ -162,6 +173,7 @@ export class Subscriber extends SubscriberRequest {
     this.secret = newSecret();
     this.onClose = subscription.onClose;
     this.requestId = subscription.requestId;
+    this.presence = subscription.presence === true;
     this.openedAt = now;
     this.systemEvents = subscription.systemEvents ?? true;
     this.carrier = subscription.carrier === true;

@@ -1,22 +1,25 @@
 import { createClient, type HeraldClient, type HeraldMessage } from '../client/index.ts';
 import { STATS_EVENT, STATS_TOPIC } from '../core/protocol/system-events.ts';
+import { authorization, root, setToken } from './api.ts';
+import { setSelfFeedLag, watchCluster } from './cluster-figures.ts';
+import { setUpConnections, watchConnections } from './connections-view.ts';
+import { $, bytes, cell, duration, fillList, nameCell } from './dom.ts';
+import { setUpHistory } from './history-view.ts';
+import { setUpPresence } from './presence-view.ts';
 import type { DashboardStats } from './stats-feed.ts';
 
 /**
- * The dashboard page: one `herald/client` stream of tenant `*` carries both the hub's figures
+ * The dashboard page: one `herald/client` stream of tenant `*` carries both this node's figures
  * (notices on `herald/stats`, once a second, no id) and the live tail (the log's events matching
- * the tail's selector). Nothing is polled. Bundled by scripts/build-dashboard.mjs.
+ * the tail's selector). The cluster's cards ask the admin API: every node's figures
+ * (cluster-figures.ts), connections and their actions (connections-view.ts), presence and
+ * history. Bundled by scripts/build-dashboard.mjs.
  */
 
 const TOKEN_KEY = 'herald-dashboard-token';
 const CHART_POINTS = 60;
 const TAIL_ROWS = 100;
 const TOPIC_ROWS = 50;
-
-const $ = <T extends Element = HTMLElement>(selector: string) => document.querySelector(selector) as T;
-
-/** The hub's root: the page is served at `<root>dashboard`. */
-const root = new URL('./', location.href).href;
 
 /** `#token=…` once (then forgotten from the address bar), else what was pasted in this tab. */
 function initialToken(): string {
@@ -36,6 +39,9 @@ const delivered: number[] = [];
 
 function connect(): void {
   client?.close();
+  setToken(token);
+  watchCluster();
+  watchConnections();
   const next = createClient({
     url: root,
     topics: [STATS_TOPIC, tailSelector],
@@ -60,6 +66,7 @@ function showStatus(status: string, reason?: string): void {
 
 function showStats(stats: DashboardStats): void {
   $('#status').dataset.node = stats.node;
+  setSelfFeedLag(stats.feed.lagMs);
   const total = $('#connections-total');
   total.dataset.total = String(stats.connections.total);
   total.title = `${stats.watchers} of them watch these figures`;
@@ -124,18 +131,6 @@ function fillCounts(
       return row;
     });
   $(`${table} tbody`).replaceChildren(...rows);
-}
-
-function fillList(list: string, entries: readonly (readonly [string, string, string?])[]): void {
-  const items = entries.flatMap(([term, value, mood]) => {
-    const dt = document.createElement('dt');
-    dt.textContent = term;
-    const dd = document.createElement('dd');
-    dd.textContent = value;
-    if (mood) dd.className = mood;
-    return [dt, dd];
-  });
-  $(list).replaceChildren(...items);
 }
 
 function push(series: number[], value: number): void {
@@ -226,44 +221,12 @@ async function publishTestEvent(): Promise<void> {
   };
   const response = await fetch(`${root}v1/publish`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { 'content-type': 'application/json', ...authorization() },
     body: JSON.stringify(event),
   });
   const body = (await response.json()) as { id?: string; detail?: string };
   output.dataset.status = String(response.status);
   output.textContent = response.ok ? `published ${body.id}` : `${response.status}: ${body.detail}`;
-}
-
-// ---- helpers --------------------------------------------------------------------------------
-
-function cell(text: string): HTMLTableCellElement {
-  const td = document.createElement('td');
-  td.textContent = text;
-  return td;
-}
-
-/** A tenant or topic: its full name in `title`, and may wrap after each `/` on a narrow screen. */
-function nameCell(text: string): HTMLTableCellElement {
-  const td = document.createElement('td');
-  td.title = text;
-  td.append(...text.split(/(?<=\/)/).flatMap((part) => [part, document.createElement('wbr')]));
-  td.lastChild?.remove();
-  return td;
-}
-
-function duration(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.floor(s / 60)} min`;
-  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
-}
-
-function bytes(n: number): string {
-  return n < 1024
-    ? `${n} B`
-    : n < 1048576
-      ? `${(n / 1024).toFixed(1)} KiB`
-      : `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
@@ -285,4 +248,7 @@ $('#publish').addEventListener('submit', (event) => {
     $('#publish-result').textContent = `failed: ${error instanceof Error ? error.message : String(error)}`;
   });
 });
+setUpConnections();
+setUpPresence();
+setUpHistory();
 connect();

@@ -1,9 +1,15 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Herald } from '../herald.ts';
+import type { CompressionOption } from './compression.ts';
 import { nodeHandler } from './node.ts';
 
 export interface HeraldFastifyOptions {
   readonly herald: Herald;
+  /**
+   * Compress streams for clients that accept it (see `compression` of `createHerald`, which
+   * applies when this is not given).
+   */
+  readonly compression?: CompressionOption;
 }
 
 /**
@@ -14,8 +20,14 @@ export interface HeraldFastifyOptions {
  * the same problem+json as on any other server. The client's address, for per-IP limits, is the
  * socket's peer and Herald's own `trustProxy` (not Fastify's, which Herald's routes never see).
  */
-export const heraldFastify: FastifyPluginAsync<HeraldFastifyOptions> = async (fastify, { herald }) => {
-  const handler = nodeHandler(herald, { basePath: fastify.prefix });
+export const heraldFastify: FastifyPluginAsync<HeraldFastifyOptions> = async (
+  fastify,
+  { herald, compression },
+) => {
+  const handler = nodeHandler(herald, {
+    basePath: fastify.prefix,
+    ...(compression === undefined ? {} : { compression }),
+  });
   // Scoped to this plugin: leave the body unread for Herald.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));

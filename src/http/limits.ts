@@ -1,12 +1,24 @@
+import type { SharedCounting } from '../core/cluster.ts';
 import { HeraldError } from '../core/errors.ts';
+import { publishesKey } from './limit-keys.ts';
+import { PublishLeases, UNAVAILABLE } from './publish-leases.ts';
 import type { HttpRequest } from './request.ts';
+import { SharedCounterGuard, type SharedCounterGuardOptions } from './shared-counter-guard.ts';
+import { acquireStreamSlots } from './shared-streams.ts';
 import { StreamCounts } from './stream-counts.ts';
 import { BucketMap, EPSILON } from './token-buckets.ts';
 
 /**
- * Admission limits, checked on each node for every request. All of them are O(1) per check, use
- * no timers, and hold memory only for keys that are currently "in debt" (a bucket that is not
- * full, a stream that is open), so a flood of distinct IPs cannot grow them without bound.
+ * Admission limits, checked for every request. The checks on the node are O(1), use no timers,
+ * and hold memory only for keys that are currently "in debt" (a bucket that is not full, a stream
+ * that is open), so a flood of distinct IPs cannot grow them without bound.
+ *
+ * Where they are counted (`scope`): streams per tenant and per subject, and publish rates per
+ * credential, across every node sharing the broker when the broker can count (Redis, NATS, the
+ * workers' primary: src/core/cluster.ts), else on each node. Per-IP limits are always per node:
+ * an IP is what one node sees of a client, and checking it costs no broker round trip, so a flood
+ * from one address is refused before it costs the broker anything. When the broker cannot answer
+ * a check within 250 ms, that check is made on this node (src/http/shared-counter-guard.ts).
  *
  * Who is counted where:
  * - Requests are counted per IP (behind a load balancer, per client once `trustProxy` names it).
@@ -20,6 +32,14 @@ import { BucketMap, EPSILON } from './token-buckets.ts';
  *   slowed by refusals from its own address.
  */
 export interface LimitOptions {
+  /**
+   * `cluster` (the default): streams per tenant and per subject, and publish rates per
+   * credential, are counted across all nodes sharing the broker, when it can count (Redis, NATS,
+   * `--workers`; on a broker that cannot, such as the memory broker, the node is the whole
+   * cluster). `node`: each node counts on its own, as if it were alone, with no broker round trip
+   * when a stream opens.
+   */
+  readonly scope?: 'cluster' | 'node';
   /**
    * Requests per IP (publishes with a valid credential aside): a token bucket. Default 100/s,
    * burst 1 000: a page, or a thousand clients behind one NAT reconnecting together, get
@@ -55,6 +75,7 @@ export interface LimitOptions {
 }
 
 export const DEFAULT_LIMITS: Readonly<Required<LimitOptions>> = {
+  scope: 'cluster',
   connectionsPerSecondPerIp: 100,
   connectionBurstPerIp: 1_000,
   streamsPerIp: 0,
@@ -84,7 +105,10 @@ const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000 - EPSILON));
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-function rate(options: LimitOptions, key: keyof LimitOptions): number {
+/** The limits that are numbers. */
+type Figure = Exclude<keyof LimitOptions, 'scope'>;
+
+function rate(options: LimitOptions, key: Figure): number {
   const value = options[key] ?? DEFAULT_LIMITS[key];
   if (!Number.isFinite(value) || value < 0) {
     throw new RangeError(`${key} is ${value}; use a number of 0 or more (0 disables the limit)`);
@@ -92,7 +116,7 @@ function rate(options: LimitOptions, key: keyof LimitOptions): number {
   return value;
 }
 
-function burst(options: LimitOptions, key: keyof LimitOptions, enabled: boolean): number {
+function burst(options: LimitOptions, key: Figure, enabled: boolean): number {
   const value = options[key] ?? DEFAULT_LIMITS[key];
   if (enabled && (!Number.isFinite(value) || value < 1)) {
     throw new RangeError(`${key} is ${value}; use a number of 1 or more`);
@@ -100,7 +124,7 @@ function burst(options: LimitOptions, key: keyof LimitOptions, enabled: boolean)
   return value;
 }
 
-function count(options: LimitOptions, key: keyof LimitOptions, min: number): number {
+function count(options: LimitOptions, key: Figure, min: number): number {
   const value = options[key] ?? DEFAULT_LIMITS[key];
   if (!Number.isInteger(value) || value < min) {
     throw new RangeError(`${key} is ${value}; use a whole number of ${min} or more`);
@@ -124,7 +148,14 @@ export class Limits {
   private readonly now: () => number;
   private readonly connections: BucketMap | undefined;
   private readonly publishes: BucketMap | undefined;
+  private readonly publishRate: number;
   private readonly publishBurst: number;
+  private readonly maxKeys: number;
+  /** Whether to count across nodes once the broker's counters are given (`countAcrossNodes`). */
+  private readonly wantsCluster: boolean;
+  /** The broker's counters, when streams and publishes are counted across nodes. */
+  private shared: SharedCounterGuard | undefined;
+  private leases: PublishLeases | undefined;
   private readonly maxPerIp: number;
   private readonly maxPerSubject: number;
   private readonly maxPerTenant: number;
@@ -136,17 +167,52 @@ export class Limits {
 
   constructor(options: LimitOptions = {}, now: () => number = Date.now) {
     this.now = now;
+    const scope = options.scope ?? DEFAULT_LIMITS.scope;
+    if (scope !== 'cluster' && scope !== 'node') {
+      throw new RangeError(`scope is ${String(scope)}; use "cluster" or "node"`);
+    }
+    this.wantsCluster = scope === 'cluster';
     const maxKeys = count(options, 'maxTrackedKeys', 1);
+    this.maxKeys = maxKeys;
     const connectionRate = rate(options, 'connectionsPerSecondPerIp');
     const connectionBurst = burst(options, 'connectionBurstPerIp', connectionRate > 0);
     this.connections =
       connectionRate > 0 ? new BucketMap(connectionRate, connectionBurst, maxKeys) : undefined;
     const publishRate = rate(options, 'publishesPerSecondPerSubject');
+    this.publishRate = publishRate;
     this.publishBurst = burst(options, 'publishBurstPerSubject', publishRate > 0);
     this.publishes = publishRate > 0 ? new BucketMap(publishRate, this.publishBurst, maxKeys) : undefined;
     this.maxPerIp = count(options, 'streamsPerIp', 0);
     this.maxPerSubject = count(options, 'streamsPerSubject', 0);
     this.maxPerTenant = count(options, 'streamsPerTenant', 0);
+  }
+
+  /**
+   * Counts streams per tenant and subject, and publishes per credential, on the broker's shared
+   * counters from now on, unless the scope is `node`. Returns whether it will.
+   */
+  countAcrossNodes(counter: SharedCounting, options: SharedCounterGuardOptions): boolean {
+    if (!this.wantsCluster) return false;
+    this.shared = new SharedCounterGuard(counter, { now: this.now, ...options });
+    if (this.publishRate > 0) {
+      this.leases = new PublishLeases(this.shared, {
+        rate: this.publishRate,
+        burst: this.publishBurst,
+        maxKeys: this.maxKeys,
+        now: this.now,
+      });
+    }
+    return true;
+  }
+
+  /** Where the limits are counted now: `cluster` once the broker's counters are in use. */
+  get scope(): 'cluster' | 'node' {
+    return this.shared === undefined ? 'node' : 'cluster';
+  }
+
+  /** Checks made on this node because the broker could not answer (`herald_limits_fallback_total`). */
+  get fallbacks(): number {
+    return this.shared?.fallbacks ?? 0;
   }
 
   /**
@@ -204,22 +270,84 @@ export class Limits {
    * slots; calling it again does nothing, so every close path may call it.
    */
   openStream(ip: string, subject: string | undefined, tenant: string): () => void {
+    return this.openOnNode(ip, subject, tenant, true, true);
+  }
+
+  /**
+   * Reserves a stream slot as `openStream` does, counting the tenant's and the subject's open
+   * streams across all nodes when the scope is `cluster`: then it resolves once the broker has
+   * counted them (or did not answer within 250 ms: then this node checks them), and throws the
+   * same 429 at the limit. Synchronous, as `openStream`, when nothing is counted across nodes.
+   */
+  reserveStream(ip: string, subject: string | undefined, tenant: string): (() => void) | Promise<() => void> {
+    const shared = this.shared;
+    const maxPerSubject = subject === undefined ? 0 : this.maxPerSubject;
+    if (shared === undefined || (this.maxPerTenant === 0 && maxPerSubject === 0)) {
+      return this.openStream(ip, subject, tenant);
+    }
+    if (!shared.acquiring) {
+      if (!shared.usable) shared.fellBack();
+      return this.openStream(ip, subject, tenant);
+    }
+    // The IP first: a flood from one address costs the broker nothing.
+    this.checkIp(ip);
+    return acquireStreamSlots(shared, {
+      tenant,
+      subject,
+      maxPerTenant: this.maxPerTenant,
+      maxPerSubject,
+    }).then((slots) => {
+      if (slots.tenant === 'refused') throw this.tooManyStreams('this tenant', this.maxPerTenant, true);
+      if (slots.subject === 'refused') throw this.tooManyStreams('this subject', maxPerSubject, true);
+      let release: () => void;
+      try {
+        // What the broker counted is not checked again here; what it could not answer for is.
+        release = this.openOnNode(
+          ip,
+          subject,
+          tenant,
+          slots.subject === 'unavailable',
+          slots.tenant === 'unavailable',
+        );
+      } catch (error) {
+        slots.release();
+        throw error;
+      }
+      return () => {
+        release();
+        slots.release();
+      };
+    });
+  }
+
+  private checkIp(ip: string): void {
+    if (this.maxPerIp === 0) return;
+    const open = this.streamsByIp.get(ip);
+    if (open >= this.maxPerIp) throw this.tooManyStreams('this IP', this.maxPerIp, false, open);
+  }
+
+  /** Counts the stream on this node, checking the IP and, when asked, the subject and tenant. */
+  private openOnNode(
+    ip: string,
+    subject: string | undefined,
+    tenant: string,
+    checkSubject: boolean,
+    checkTenant: boolean,
+  ): () => void {
     const trackIp = this.maxPerIp > 0;
     const trackSubject = this.maxPerSubject > 0 && subject !== undefined;
     // A subject is named within its tenant: another tenant's `alice` must not use up this one's.
     const subjectKey = trackSubject ? publisherKey({ tenant, subject }) : '';
-    if (trackIp) {
-      const open = this.streamsByIp.get(ip);
-      if (open >= this.maxPerIp) throw this.tooManyStreams('this IP', open, this.maxPerIp);
-    }
-    if (trackSubject) {
+    this.checkIp(ip);
+    if (trackSubject && checkSubject) {
       const open = this.streamsBySubject.get(subjectKey);
-      if (open >= this.maxPerSubject) throw this.tooManyStreams('this subject', open, this.maxPerSubject);
+      if (open >= this.maxPerSubject)
+        throw this.tooManyStreams('this subject', this.maxPerSubject, false, open);
     }
     // Tenants are always counted (for /v1/stats); only the check is optional.
     const tenantOpen = this.streamsByTenant.get(tenant);
-    if (this.maxPerTenant > 0 && tenantOpen >= this.maxPerTenant) {
-      throw this.tooManyStreams('this tenant', tenantOpen, this.maxPerTenant);
+    if (checkTenant && this.maxPerTenant > 0 && tenantOpen >= this.maxPerTenant) {
+      throw this.tooManyStreams('this tenant', this.maxPerTenant, false, tenantOpen);
     }
     if (trackIp) this.streamsByIp.add(ip);
     if (trackSubject) this.streamsBySubject.add(subjectKey);
@@ -244,24 +372,64 @@ export class Limits {
    */
   admitPublish(credential: string | PublishCredential, events: number): void {
     if (this.publishes === undefined || events <= 0) return;
-    if (events > this.publishBurst) {
-      this.rejected.publishes++;
-      throw new HeraldError(
-        413,
-        'batch-too-large',
-        `the batch has ${events} events; at most ${this.publishBurst} can be published at once ` +
-          `(the publish burst per subject); split it into smaller batches`,
-      );
-    }
+    this.checkBatch(events);
     const wait = this.publishes.take(publisherKey(credential), events, this.now());
-    if (wait === 0) return;
+    if (wait > 0) throw this.publishRateExceeded(credential, events, wait);
+  }
+
+  /**
+   * Admits a publish as `admitPublish` does, counting the credential's events across all nodes
+   * when the scope is `cluster` (src/http/publish-leases.ts): synchronous while this node's lease
+   * of the credential's window covers the batch, a promise (one broker round trip, or 250 ms at
+   * most) when the lease must be refilled. The same 413 and 429 refusals.
+   */
+  reservePublish(credential: string | PublishCredential, events: number): undefined | Promise<void> {
+    const leases = this.leases;
+    if (leases === undefined) {
+      this.admitPublish(credential, events);
+      return undefined;
+    }
+    if (events <= 0) return undefined;
+    this.checkBatch(events);
+    const key = publishesKey(credential);
+    const wait = leases.take(key, events);
+    if (typeof wait === 'number') {
+      this.settlePublish(credential, events, wait);
+      return undefined;
+    }
+    return wait.then((answer) => this.settlePublish(credential, events, answer));
+  }
+
+  /** A lease's answer: admitted, refused for `wait` ms, or left to this node's bucket. */
+  private settlePublish(credential: string | PublishCredential, events: number, wait: number): void {
+    if (wait === UNAVAILABLE) this.admitPublish(credential, events);
+    else if (wait > 0) throw this.publishRateExceeded(credential, events, wait);
+  }
+
+  /** A batch larger than the burst could never fit: 413, not a 429 to retry for ever. */
+  private checkBatch(events: number): void {
+    if (events <= this.publishBurst) return;
+    this.rejected.publishes++;
+    throw new HeraldError(
+      413,
+      'batch-too-large',
+      `the batch has ${events} events; at most ${this.publishBurst} can be published at once ` +
+        `(the publish burst per subject); split it into smaller batches`,
+    );
+  }
+
+  private publishRateExceeded(
+    credential: string | PublishCredential,
+    events: number,
+    wait: number,
+  ): HeraldError {
     this.rejected.publishes++;
     const retry = seconds(wait);
     const who =
       typeof credential !== 'string' && credential.subject === undefined
         ? "this tenant's tokens without a subject are"
         : 'this subject is';
-    throw new HeraldError(
+    return new HeraldError(
       429,
       'publish-rate-exceeded',
       `${who} publishing faster than the limit allows; this batch of ${plural(events, 'event')} ` +
@@ -275,6 +443,15 @@ export class Limits {
     return {
       trackedIps: this.connections?.size ?? 0,
       trackedPublishers: this.publishes?.size ?? 0,
+      scope: this.scope,
+      ...(this.shared === undefined
+        ? {}
+        : {
+            leasedPublishers: this.leases?.size ?? 0,
+            fallbacks: this.shared.fallbacks,
+            // The broker is failing, or this node's roster may not know every node yet.
+            countingOnNode: !this.shared.acquiring,
+          }),
       evictedBuckets: (this.connections?.evicted ?? 0) + (this.publishes?.evicted ?? 0),
       openStreams: this.openStreams,
       ipsWithStreams: this.streamsByIp.size,
@@ -285,12 +462,14 @@ export class Limits {
     };
   }
 
-  private tooManyStreams(who: string, open: number, limit: number): HeraldError {
+  /** `open`: how many this node counts; across nodes the broker only says the limit is reached. */
+  private tooManyStreams(who: string, limit: number, acrossNodes: boolean, open = limit): HeraldError {
     this.rejected.streams++;
+    const where = acrossNodes ? ' across all nodes' : '';
     return new HeraldError(
       429,
       'too-many-streams',
-      `${who} already has ${plural(open, 'open stream')}; the limit is ${limit}. Close streams ` +
+      `${who} already has ${plural(open, 'open stream')}${where}; the limit is ${limit}. Close streams ` +
         'that are no longer needed (one stream can carry many topics) before opening another',
       { headers: { 'retry-after': String(STREAM_RETRY_AFTER_SEC) } },
     );

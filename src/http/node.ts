@@ -4,6 +4,13 @@ import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
 import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
+import {
+  CompressingSink,
+  type CompressionOption,
+  compressionOf,
+  type StreamCompression,
+  withCoding,
+} from './compression.ts';
 import { type AnyRequest, type AnyResponse, forHttp2, Http2Sink, isGone, isHttp2 } from './http2.ts';
 import { hasParser, settleStream } from './release.ts';
 import type { HttpReply, HttpRequest } from './request.ts';
@@ -12,6 +19,11 @@ export interface NodeHandlerOptions {
   /** The path Herald is mounted under on a plain node:http server, e.g. `/realtime`. Express and
    * Fastify strip their mount path themselves. */
   readonly basePath?: string;
+  /**
+   * Compress streams for clients that accept it (see `compression` of `createHerald`, which
+   * applies when this is not given).
+   */
+  readonly compression?: CompressionOption;
 }
 
 /**
@@ -37,6 +49,8 @@ export interface NodeHandler {
 export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): NodeHandler {
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
   const streams = new Set<Subscriber>();
+  const compression =
+    options.compression === undefined ? herald.compression : compressionOf(options.compression);
   const handler = (anyReq: AnyRequest, anyRes: AnyResponse, next?: (error?: unknown) => void): void => {
     // node:http2's compatibility API has what is used here under node:http's names; http2.ts
     // covers where the two differ.
@@ -66,14 +80,20 @@ export function nodeHandler(herald: Herald, options: NodeHandlerOptions = {}): N
         try {
           if (reply === undefined && next !== undefined) next();
           else
-            send(req, res, reply ?? herald.http.notFound(path, request.header(REQUEST_ID_HEADER)), streams);
+            send(
+              req,
+              res,
+              reply ?? herald.http.notFound(path, request.header(REQUEST_ID_HEADER)),
+              streams,
+              compression,
+            );
         } catch (error) {
           failed(error);
         }
       },
       (error: unknown) => {
         try {
-          send(req, res, herald.http.problemReply(error), streams);
+          send(req, res, herald.http.problemReply(error), streams, compression);
         } catch (failure) {
           failed(failure);
         }
@@ -235,7 +255,13 @@ function tooLarge(size: number, limit: number, qualifier = ''): HeraldError {
 
 const EMPTY_BODY = new Uint8Array(0);
 
-function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, streams: Set<Subscriber>): void {
+function send(
+  req: IncomingMessage,
+  res: ServerResponse,
+  reply: HttpReply,
+  streams: Set<Subscriber>,
+  compression: StreamCompression | undefined,
+): void {
   if (res.headersSent || isGone(res)) {
     if (reply.kind === 'stream') reply.discard();
     return;
@@ -255,11 +281,14 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
     res.end(reply.body);
     return;
   }
+  // Decided once per stream, here: without compression nothing below changes.
+  const coding = compression?.negotiate(req.headers['accept-encoding']);
+  const headers = compression === undefined ? reply.headers : withCoding(reply.headers, coding);
   try {
     // Connection headers are forbidden on HTTP/2.
     res.writeHead(
       200,
-      req.httpVersionMajor === 1 ? { ...reply.headers, connection: 'keep-alive' } : forHttp2(reply.headers),
+      req.httpVersionMajor === 1 ? { ...headers, connection: 'keep-alive' } : forHttp2(headers),
     );
   } catch (error) {
     // A header Node will not send: the stream never opens, so its admission slots go back.
@@ -272,7 +301,9 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
   // it writes the header block as UTF-8, which mangles a header that carries bytes (an id's UTF-8
   // in Mercure's Last-Event-ID); an empty write sends it as the bytes it is, and no chunk.
   res.write(EMPTY_BODY);
-  const subscriber = reply.open(isHttp2(req) ? new Http2Sink(res) : new NodeSink(res));
+  const transport = isHttp2(req) ? new Http2Sink(res) : new NodeSink(res);
+  const compressing = coding === undefined ? undefined : new CompressingSink(coding, transport);
+  const subscriber = reply.open(compressing ?? transport);
   settleStream(req, res);
   streams.add(subscriber);
   const drained = () => subscriber.drained();
@@ -282,6 +313,7 @@ function send(req: IncomingMessage, res: ServerResponse, reply: HttpReply, strea
   res.on('close', () => {
     streams.delete(subscriber);
     subscriber.closed();
+    compressing?.release();
   });
 }
 

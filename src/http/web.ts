@@ -2,6 +2,14 @@ import { formatBytes, HeraldError } from '../core/errors.ts';
 import type { Sink, Subscriber } from '../core/subscriber.ts';
 import type { Herald } from '../herald.ts';
 import { REQUEST_ID_HEADER } from '../observability/request-id.ts';
+import {
+  CompressingSink,
+  type CompressionOption,
+  type ContentCoding,
+  compressionOf,
+  type StreamCompression,
+  withCoding,
+} from './compression.ts';
 import type { HttpReply, HttpRequest, HttpStream } from './request.ts';
 
 export interface WebHandlerOptions {
@@ -15,6 +23,11 @@ export interface WebHandlerOptions {
    * header itself. Without it, per-IP limits do not apply.
    */
   readonly clientAddress?: (request: Request) => string | undefined;
+  /**
+   * Compress streams for clients that accept it (see `compression` of `createHerald`, which
+   * applies when this is not given).
+   */
+  readonly compression?: CompressionOption;
 }
 
 /** Bytes a stream may hold before the hub waits for the reader. */
@@ -29,13 +42,21 @@ export function webHandler(
   options: WebHandlerOptions = {},
 ): (request: Request) => Promise<Response> {
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
+  const compression = compressionFor(herald, options);
   return async (request) => {
     const url = new URL(request.url);
     const path = url.pathname;
     // Outside the base path nothing is Herald's: `/v1/events` at the root must not open a stream
     // when Herald lives under `/api/herald`.
     const outside = basePath !== '' && path !== basePath && !path.startsWith(`${basePath}/`);
-    return respond(herald, request, url, outside ? undefined : path.slice(basePath.length) || '/', options);
+    return respond(
+      herald,
+      request,
+      url,
+      outside ? undefined : path.slice(basePath.length) || '/',
+      options,
+      compression,
+    );
   };
 }
 
@@ -48,9 +69,19 @@ export function webHandler(
  */
 export function eventsHandler(
   herald: Herald,
-  options: Pick<WebHandlerOptions, 'clientAddress'> = {},
+  options: Pick<WebHandlerOptions, 'clientAddress' | 'compression'> = {},
 ): (request: Request) => Promise<Response> {
-  return async (request) => respond(herald, request, new URL(request.url), '/v1/events', options);
+  const compression = compressionFor(herald, options);
+  return async (request) =>
+    respond(herald, request, new URL(request.url), '/v1/events', options, compression);
+}
+
+/** The adapter's own `compression` option, else the hub's. */
+function compressionFor(
+  herald: Herald,
+  options: Pick<WebHandlerOptions, 'compression'>,
+): StreamCompression | undefined {
+  return options.compression === undefined ? herald.compression : compressionOf(options.compression);
 }
 
 /** Answers `request` as Herald's route `path`; undefined: the path is not Herald's (404). */
@@ -60,6 +91,7 @@ async function respond(
   url: URL,
   path: string | undefined,
   options: WebHandlerOptions,
+  compression: StreamCompression | undefined,
 ): Promise<Response> {
   let reply: HttpReply;
   try {
@@ -77,7 +109,18 @@ async function respond(
     const body = request.method === 'HEAD' ? null : reply.body;
     return new Response(body, { status: reply.status, headers: reply.headers });
   }
-  return new Response(openStream(reply, request.signal), { status: 200, headers: reply.headers });
+  // Decided once per stream, here: without compression nothing below changes.
+  if (compression === undefined) {
+    return new Response(openStream(reply, request.signal, undefined), {
+      status: 200,
+      headers: reply.headers,
+    });
+  }
+  const coding = compression.negotiate(request.headers.get('accept-encoding') ?? undefined);
+  return new Response(openStream(reply, request.signal, coding), {
+    status: 200,
+    headers: withCoding(reply.headers, coding),
+  });
 }
 
 /** The peer the server reports, or the client a trusted proxy forwarded for (`trustProxy`). */
@@ -147,14 +190,20 @@ const tooLarge = (size: number, limit: number, qualifier = '') =>
  * The stream's queue is the socket buffer of the web world: `desiredSize` says when it is full
  * and `pull` when the reader has taken enough to want more.
  */
-function openStream(reply: HttpStream, signal: AbortSignal): ReadableStream<Uint8Array> {
+function openStream(
+  reply: HttpStream,
+  signal: AbortSignal,
+  coding: ContentCoding | undefined,
+): ReadableStream<Uint8Array> {
   let subscriber: Subscriber | undefined;
   let sink: StreamSink | undefined;
+  let compressing: CompressingSink | undefined;
   // The client left (request.signal): forget the subscriber and end the body, so a server that
   // does not cancel it by itself does not keep a dead stream.
   const abort = () => {
     subscriber?.closed();
     sink?.end();
+    compressing?.release();
   };
   return new ReadableStream<Uint8Array>(
     {
@@ -167,7 +216,8 @@ function openStream(reply: HttpStream, signal: AbortSignal): ReadableStream<Uint
         }
         sink = new StreamSink(controller, () => signal.removeEventListener('abort', abort));
         signal.addEventListener('abort', abort, { once: true });
-        subscriber = reply.open(sink);
+        compressing = coding === undefined ? undefined : new CompressingSink(coding, sink);
+        subscriber = reply.open(compressing ?? sink);
       },
       pull() {
         subscriber?.drained();
@@ -175,6 +225,7 @@ function openStream(reply: HttpStream, signal: AbortSignal): ReadableStream<Uint
       cancel() {
         signal.removeEventListener('abort', abort);
         subscriber?.closed();
+        compressing?.release();
       },
     },
     { highWaterMark: STREAM_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },

@@ -42,6 +42,8 @@ export interface MercureDefaults {
   readonly corsOrigins: readonly string[];
   /** Where a publish whose credential is refused is charged to its IP. */
   readonly limits?: Limits;
+  /** This node's id: its subscription updates name it, so the others can drop them if it dies. */
+  readonly nodeId?: string;
 }
 
 export class Mercure {
@@ -63,7 +65,8 @@ export class Mercure {
       publishOrigins: options.publishOrigins ?? defaults.corsOrigins.filter((origin) => origin !== '*'),
       ...(defaults.limits === undefined ? {} : { limits: defaults.limits }),
     });
-    this.subscriptions = options.subscriptions === true ? new ActiveSubscriptions(hub) : undefined;
+    this.subscriptions =
+      options.subscriptions === true ? new ActiveSubscriptions(hub, defaults.nodeId) : undefined;
   }
 
   /** Mercure's routes, for the hub's route table. */

@@ -54,7 +54,8 @@ export async function publish(
   if (retry !== undefined) input.retry = Number(retry);
   // Any value counts, even empty: the spec recommends `on`, as a checkbox sends it.
   if (form.has('private')) input.private = true;
-  context.limits.admitPublish(principal, 1);
+  const admitting = context.limits.reservePublish(principal, 1);
+  if (admitting !== undefined) await admitting;
   const [event] = await context.hub.publish([input], principal, { reuseIds: true });
   return {
     kind: 'response',

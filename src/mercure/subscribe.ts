@@ -58,7 +58,11 @@ export async function subscribe(
     };
   }
 
-  const release = context.limits.openStream(request.remoteAddress ?? '', principal.subject, principal.tenant);
+  const release = await context.limits.reserveStream(
+    request.remoteAddress ?? '',
+    principal.subject,
+    principal.tenant,
+  );
   let presence: Presence | undefined;
   const onClose = () => {
     release();

@@ -18,6 +18,9 @@ import { EARLIEST, SUBSCRIPTIONS_PATH } from './protocol.ts';
  * its feed dispatches them, and the API answers from that.
  */
 const CONTEXT = 'https://mercure.rocks/';
+/** The tag naming the node that published a subscription update. */
+const NODE_TAG = 'herald-node';
+const announcedKey = (tenant: string, topic: string) => `${tenant}\u0000${topic}`;
 const HISTORY_PAGE = 500;
 
 interface SubscriptionDocument {
@@ -42,9 +45,14 @@ export class ActiveSubscriptions {
   private readonly active = new Map<string, Map<string, SubscriptionDocument>>();
   /** The last event each tenant's feed dispatched: the API's `lastEventID` and ETag. */
   private readonly lastIds = new Map<string, string>();
+  /** This node's id, in the `node` tag of the updates it publishes. */
+  private readonly nodeId: string | undefined;
+  /** Which node announced each active subscription (by tenant, then id): dropped if it dies. */
+  private readonly announcedBy = new Map<string, string>();
 
-  constructor(hub: Hub) {
+  constructor(hub: Hub, nodeId?: string) {
     this.hub = hub;
+    this.nodeId = nodeId;
     // What the feed brings while the history is read waits, so nothing is folded out of order.
     let waiting: HeraldEvent[] | undefined = [];
     hub.observe((events) => {
@@ -128,10 +136,31 @@ export class ActiveSubscriptions {
       topic: document.id,
       private: true,
       data: JSON.stringify(document, null, 2),
+      // Not in the document Mercure's subscribers read: a tag, which only Herald's side sees.
+      ...(this.nodeId === undefined ? {} : { tags: { [NODE_TAG]: this.nodeId } }),
     }));
     this.hub.publish(events, { ...OPEN_PRINCIPAL, tenant }).catch((error: unknown) => {
       this.hub.options.onError(error, 'publishing Mercure subscription updates failed');
     });
+  }
+
+  /**
+   * A node dropped out of the cluster (killed: it never announced the ends): its subscriptions
+   * are no longer active. Every node drops them from its registry; the one told to `announce`
+   * (one node of the cluster) publishes their ends, so Mercure's subscribers hear of them too.
+   */
+  nodeLeft(node: string, announce: boolean): void {
+    for (const [tenant, documents] of this.active) {
+      const ended: SubscriptionDocument[] = [];
+      for (const [topic, document] of documents) {
+        if (this.announcedBy.get(announcedKey(tenant, topic)) !== node) continue;
+        documents.delete(topic);
+        this.announcedBy.delete(announcedKey(tenant, topic));
+        ended.push({ ...document, active: false });
+      }
+      if (documents.size === 0) this.active.delete(tenant);
+      if (announce) this.announce(tenant, ended);
+    }
   }
 
   private fold(events: readonly HeraldEvent[]): void {
@@ -153,8 +182,11 @@ export class ActiveSubscriptions {
           this.active.set(event.tenant, tenant);
         }
         tenant.set(topic, document);
+        const node = event.tags?.[NODE_TAG];
+        if (node !== undefined) this.announcedBy.set(announcedKey(event.tenant, topic), node);
       } else if (tenant !== undefined) {
         tenant.delete(topic);
+        this.announcedBy.delete(announcedKey(event.tenant, topic));
         if (tenant.size === 0) this.active.delete(event.tenant);
       }
     }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type { Metric, Registry } from 'prom-client';
 import type { Hub, HubStats } from '../core/hub.ts';
 import type { LatencyHistogram } from '../core/latency.ts';
+import { outageOf } from '../core/log.ts';
 import type { AuthFailures } from '../http/auth-failures.ts';
 
 /**
@@ -48,6 +49,8 @@ export interface MetricsSource {
   readonly nodeId: string;
   /** The HTTP API, for the requests it refused. */
   readonly http: { readonly authFailures: AuthFailures };
+  /** The admission limits, for the checks they made on this node because the broker could not answer. */
+  readonly limits?: { readonly fallbacks: number };
 }
 
 export class HeraldMetrics {
@@ -187,6 +190,15 @@ export class HeraldMetrics {
         for (const [reason, count] of metrics.herald.http.authFailures.entries()) this.inc({ reason }, count);
       },
     });
+    new Counter({
+      name: 'herald_limits_fallback_total',
+      help: 'Limit checks made on this node alone because the broker could not count across nodes in time',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(metrics.herald.limits?.fallbacks ?? 0);
+      },
+    });
     gauge(
       'herald_feed_lag_seconds',
       "How late this node's broker feed delivered the last event after its acceptance",
@@ -203,6 +215,48 @@ export class HeraldMetrics {
       (s) => s.outbox.queuedBytes,
     );
     gauge('herald_history_events', 'Events retained in the log for replay', (s) => s.history?.size ?? 0);
+    // Only on a log that rides out broker outages (`--on-broker-down local`); read when scraped.
+    const outage = outageOf(hub.broker);
+    if (outage !== undefined) {
+      new Gauge({
+        name: 'herald_broker_state',
+        help: '1 for the state this node is in: broker (on the broker), local (riding out an outage), rejoining',
+        labelNames: ['state'],
+        registers,
+        collect() {
+          const { state } = outage.outage();
+          for (const each of ['broker', 'local', 'rejoining']) {
+            this.set({ state: each }, each === state ? 1 : 0);
+          }
+        },
+      });
+      new Gauge({
+        name: 'herald_outage_held_events',
+        help: 'Events accepted while the broker was down and not yet handed to it (bound: --outage-buffer)',
+        registers,
+        collect() {
+          this.set(outage.outage().held);
+        },
+      });
+      new Counter({
+        name: 'herald_outage_rejoined_events_total',
+        help: 'Held events handed to the broker after an outage',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(outage.outage().rejoined);
+        },
+      });
+      new Counter({
+        name: 'herald_outage_refused_total',
+        help: 'Events refused (503 outage-buffer-full) because the outage buffer was full',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(outage.outage().refused);
+        },
+      });
+    }
     this.registry.registerMetric(
       histogram(
         'herald_broker_append_duration_seconds',

@@ -17,11 +17,12 @@ export interface HeraldStats extends HubStats {
 export class NodeStats {
   private readonly hub: Hub;
   private readonly nodeId: string;
-  private readonly degraded: string | undefined;
+  /** Why the hub runs other than configured now: it may change (a broker outage ridden out). */
+  private readonly degraded: () => string | undefined;
   private readonly startedAt = Date.now();
   private readonly sources = new Map<string, () => unknown>();
 
-  constructor(hub: Hub, nodeId: string, degraded: string | undefined) {
+  constructor(hub: Hub, nodeId: string, degraded: () => string | undefined) {
     this.hub = hub;
     this.nodeId = nodeId;
     this.degraded = degraded;
@@ -38,9 +39,10 @@ export class NodeStats {
   }
 
   async all(): Promise<HeraldStats> {
+    const degraded = this.degraded();
     return {
       node: this.nodeId,
-      ...(this.degraded === undefined ? {} : { degraded: this.degraded }),
+      ...(degraded === undefined ? {} : { degraded }),
       ...(await this.hub.stats()),
       ...Object.fromEntries([...this.sources].map(([name, source]) => [name, source()])),
       uptimeMs: Date.now() - this.startedAt,

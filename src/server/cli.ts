@@ -3,18 +3,24 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { createLogger, maskSecrets } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
-import { adminHistory, DEFAULT_ADMIN_HISTORY_LIMIT } from './admin-command.ts';
+import {
+  adminConnections,
+  adminDisconnect,
+  adminHistory,
+  adminNodes,
+  adminPresence,
+  DEFAULT_ADMIN_HISTORY_LIMIT,
+} from './admin-command.ts';
 import { addSettings, collect, resolveFromCli, secretEnv, tokenOption, urlOption } from './cli-flags.ts';
 import { required, run, UsageError } from './cli-usage.ts';
-import { configCheck } from './config-command.ts';
 import { DEFAULT_HEALTH_TIMEOUT, healthCommand } from './health-command.ts';
 import { listenCommand } from './listen-command.ts';
 import { publishCommand } from './publish-command.ts';
-import { serve } from './serve.ts';
 import { parseDuration } from './setting-values.ts';
 import { settingsMarkdown } from './settings-text.ts';
 import { DEFAULT_TOKEN_TTL, mintToken } from './token-command.ts';
 import { runWorkers } from './workers.ts';
+import { capYoungGeneration } from './young-generation.ts';
 
 /**
  * The `herald` command: each subcommand's flags and help, wired to the module that does its work.
@@ -46,8 +52,12 @@ addSettings(
     ),
 ).action(async (flags: Record<string, unknown>) => {
   const { config } = resolveFromCli(flags);
+  // Before the hub starts: its young generation would otherwise grow past the bound on a burst.
+  capYoungGeneration();
   if (config.workers > 1) return runWorkers(config, version);
   const logger = createLogger({ level: config.logLevel, ...logDestination(config.logFormat) });
+  // Loaded here, not with the CLI: the primary of --workers never serves, and is ~8 MiB smaller without it.
+  const { serve } = await import('./serve.ts');
   const running = await serve(config, logger);
   const broker = running.herald.degraded ? `memory, ${running.herald.degraded}` : running.herald.broker.kind;
   // Where it listens is printed at any level: scripts and operators wait for that line.
@@ -86,6 +96,7 @@ addSettings(
       'check the settings serve would run with (--config file, HERALD_… variables, flags) without starting it; print them, secrets masked; exit 0 when they would do, 2 when not',
     ),
 ).action(async (flags: Record<string, unknown>) => {
+  const { configCheck } = await import('./config-command.ts');
   console.log(configCheck(resolveFromCli(flags)));
 });
 
@@ -189,7 +200,10 @@ function wholeNumber(value: string, flag: string, path: string): number {
 const adminCommand = program
   .command('admin')
   .description('act on a running hub with admin credentials')
-  .addHelpText('after', '\nSee herald admin history --help.');
+  .addHelpText(
+    'after',
+    '\nSee herald admin <command> --help (history, nodes, connections, disconnect, presence).',
+  );
 
 adminCommand
   .command('history')
@@ -210,6 +224,66 @@ adminCommand
     await adminHistory({ ...options, token: options.token || process.env.HERALD_TOKEN });
   });
 
+adminCommand
+  .command('nodes')
+  .description(
+    "print every live node of the hub's cluster with its figures, as JSON lines (admin credentials)",
+  )
+  .addOption(urlOption())
+  .addOption(tokenOption())
+  .action(async (options) => {
+    await adminNodes({ ...options, token: options.token || process.env.HERALD_TOKEN });
+  });
+
+adminCommand
+  .command('connections')
+  .description('print the open streams of every node, oldest first, as JSON lines (admin credentials)')
+  .option('--tenant <tenant>', 'only this tenant (* for every tenant; a tenant admin sees its own)')
+  .option('--subject <subject>', 'only streams of this token subject (sub)')
+  .option('--topic <topic>', 'only streams whose selectors match this topic')
+  .option('--limit <n>', 'print at most n streams (up to 10000; default 100)', (value) =>
+    wholeNumber(value, '--limit', 'herald admin connections'),
+  )
+  .addOption(urlOption())
+  .addOption(tokenOption())
+  .action(async (options) => {
+    await adminConnections({ ...options, token: options.token || process.env.HERALD_TOKEN });
+  });
+
+adminCommand
+  .command('disconnect')
+  .description(
+    'end streams on every node (each told why with herald.disconnect); prints how many (admin credentials)',
+  )
+  .option('--id <connection>', 'one stream, by the id herald admin connections prints')
+  .option('--subject <subject>', 'every stream of this token subject')
+  .option('--tenant <tenant>', 'every stream of this tenant, or only within it with --id/--subject')
+  .option('--reason <text>', 'why, as the client is told')
+  .option('--no-reconnect', 'tell the clients not to reconnect with the same credential')
+  .addOption(urlOption())
+  .addOption(tokenOption())
+  .action(async (options) => {
+    if (options.id === undefined && options.subject === undefined && options.tenant === undefined) {
+      throw new UsageError(
+        'say which streams to end: --id, --subject or --tenant',
+        'herald admin disconnect',
+      );
+    }
+    await adminDisconnect({ ...options, token: options.token || process.env.HERALD_TOKEN });
+  });
+
+adminCommand
+  .command('presence')
+  .description('print who is on a topic across the cluster, as one JSON object')
+  .option('--topic <topic>', 'one topic (required)')
+  .option('--tenant <tenant>', "another tenant than the token's (an admin token of the default tenant only)")
+  .addOption(urlOption())
+  .addOption(tokenOption())
+  .action(async (options) => {
+    required(options, ['topic']);
+    await adminPresence({ ...options, token: options.token || process.env.HERALD_TOKEN });
+  });
+
 program
   .command('health')
   .description(
@@ -217,7 +291,10 @@ program
   )
   .addOption(urlOption())
   .option('--timeout <duration>', 'how long to wait for the answer', DEFAULT_HEALTH_TIMEOUT)
-  .option('--strict', 'count degraded (serving alone on memory, --on-broker-down local) as unhealthy')
+  .option(
+    '--strict',
+    'count degraded (riding out a broker outage alone or rejoining, --on-broker-down local) as unhealthy',
+  )
   .action(async (options) => {
     let timeoutMs: number;
     try {

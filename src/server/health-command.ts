@@ -6,10 +6,11 @@ import { unreachable } from './messages.ts';
  * (Docker's HEALTHCHECK, a Kubernetes exec probe) where no curl is installed.
  *
  * - `ok` (200): healthy, exit 0.
- * - `degraded` with 200: the hub serves, but not as configured: `--on-broker-down local` left it
- *   alone on its memory log because the broker was down at start. That is the state the operator
- *   asked for, so it counts as healthy (exit 0) and the line says so; `--strict` counts it as
- *   unhealthy (exit 1), e.g. to have the node replaced until it can rejoin the shared log.
+ * - `degraded` with 200: the hub serves, but not as configured: `--on-broker-down local` has it
+ *   riding out a broker outage on its own (`fallback-local`), or handing what it held back to the
+ *   broker (`rejoining`). That is the state the operator asked for, so it counts as healthy (exit
+ *   0) and the line says so; `--strict` counts it as unhealthy (exit 1), e.g. to take the node out
+ *   of a load balancer until it has rejoined the shared log (it does so by itself).
  * - 503 (the broker is unusable), any other answer, or no answer within `--timeout`: exit 1.
  *
  * Exit 1, never 2, for an unhealthy hub: Docker reserves 2.

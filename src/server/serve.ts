@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JwtOptions } from '../auth/jwt.ts';
 import { brokerFor } from '../backends/connect.ts';
+import type { OutageState } from '../backends/failover/log.ts';
 import { redactUrl } from '../backends/redact-url.ts';
 import { backendNamed, backendOf } from '../backends/registry.ts';
 import { startBridges } from '../bridges/index.ts';
@@ -150,8 +151,10 @@ function clientProblem(
 
 /**
  * A hub on the configured broker. An unreachable broker stops the start (`--on-broker-down fail`,
- * the default: nodes that cannot share a log must not pretend to) or leaves this node on its own
- * memory log, saying so in `/readyz` (`local`).
+ * the default: nodes that cannot share a log must not pretend to). With `--on-broker-down local`
+ * the broker's log rides out outages (backends/failover/): at start, and whenever the broker
+ * fails later, this node serves on its own and rejoins the broker by itself when it is back,
+ * saying so in `/readyz` (`fallback-local`, then `rejoining`).
  */
 async function startHerald(
   config: ServeConfig,
@@ -179,7 +182,13 @@ async function startHerald(
     latestMaxKeys: config.latestMaxKeys,
     onError: (error, context) => logger?.error({ err: error }, `broker: ${context}`),
   });
-  const herald = createHerald({ ...options, broker });
+  // The memory broker lives and dies with the process: there is no outage to ride out.
+  const failover = config.onBrokerDown === 'local' && broker.kind !== 'memory';
+  const herald = createHerald({
+    ...options,
+    broker,
+    ...(failover ? { failover: failoverOptions(config, broker.kind, logger) } : {}),
+  });
   try {
     await herald.hub.whenReady();
     // A broker that can lose what it acknowledged is the operator's choice to make knowingly.
@@ -189,17 +198,28 @@ async function startHerald(
   } catch (error) {
     await herald.close().catch(() => {});
     const reason = `the ${broker.kind} broker at ${redactUrl(config.broker)} is unreachable: ${(error as Error).message}`;
-    if (config.onBrokerDown === 'fail') {
-      throw new Error(`${reason}. Start it, or pass --on-broker-down local to run this node alone on memory`);
-    }
-    logger?.warn(
-      { degraded: 'fallback-local' },
-      `${reason}; running alone on the memory broker (--on-broker-down local)`,
+    throw new Error(
+      `${reason}. Start it, or pass --on-broker-down local to have this node serve on its own until it is back`,
     );
-    const local = createHerald({ ...options, degraded: 'fallback-local' });
-    await local.hub.whenReady();
-    return local;
   }
+}
+
+/** `--on-broker-down local`: the outage bound and probe, and every change of state in the log. */
+function failoverOptions(config: ServeConfig, kind: string, logger: HeraldLogger | undefined) {
+  return {
+    outageBuffer: config.outageBuffer,
+    probeIntervalMs: config.outageProbe,
+    onError: (error: unknown, context: string) => logger?.error({ err: error }, `broker: ${context}`),
+    onState: (state: OutageState, detail: string) => {
+      if (state === 'local') {
+        logger?.warn(
+          { degraded: 'fallback-local', broker: kind },
+          `${detail}; this node serves on its own, holding up to ${config.outageBuffer} events, ` +
+            'and rejoins the broker when it is back (--on-broker-down local)',
+        );
+      } else logger?.info({ outage: state, broker: kind }, detail);
+    },
+  };
 }
 
 async function startBridgesOf(config: ServeConfig, herald: Herald, logger: HeraldLogger | undefined) {
@@ -249,6 +269,7 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
   const native = jwtOptions(config) ?? (mercureKeys.length === 0 ? undefined : mercureKeys);
   return {
     nodeId: `${hostname()}:${process.pid}`,
+    cluster: { heartbeatMs: config.nodeHeartbeat, leaseMs: config.nodeLease },
     history: {
       maxEvents: config.historySize,
       maxAgeMs: config.historyMaxAge,
@@ -276,7 +297,9 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
     trustProxy: config.trustProxy,
     reauthLeadMs: config.reauthLead,
     corsOrigins: config.corsOrigin,
+    compression: config.compression,
     limits: {
+      scope: config.limitsScope,
       connectionsPerSecondPerIp: config.ipConnectionRate,
       connectionBurstPerIp: config.ipConnectionBurst,
       streamsPerIp: config.maxStreamsPerIp,
@@ -303,6 +326,7 @@ export function heraldOptions(config: ServeConfig): HeraldOptions {
           webhook: {
             url: config.webhookUrl,
             secret: config.webhookSecret,
+            batchDelayMs: config.webhookBatchDelay,
             testOnlyAllowWeakSecrets: config.testOnlyAllowWeakSecrets,
           },
         }),

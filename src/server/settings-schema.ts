@@ -7,7 +7,9 @@ import {
   brokerUrlHintWithSchemes,
   brokerUrlPattern,
 } from '../backends/registry.ts';
+import { checkedTimes } from '../cluster/roster.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
+import { CONTENT_CODINGS, type ContentCoding } from '../http/compression.ts';
 import { TrustedProxies } from '../http/trust-proxy.ts';
 import { LOG_LEVELS } from '../observability/logger.ts';
 import { shown } from './masking.ts';
@@ -59,6 +61,25 @@ const headerNames = z.unknown().transform((value, ctx) => {
   return [...new Set(names)];
 });
 
+/** `off`, `on` (every coding, Herald's order) or a list of codings in the order to prefer them. */
+const compressionCodings = z.unknown().transform((value, ctx): false | readonly ContentCoding[] => {
+  if (value === false || /^\s*(0|false|no|off|)\s*$/i.test(String(value))) return false;
+  if (value === true || /^\s*(1|true|yes|on)\s*$/i.test(String(value))) return [...CONTENT_CODINGS];
+  const items = (Array.isArray(value) ? value.map(String) : String(value).split(','))
+    .map((item) => item.trim().toLowerCase())
+    .filter((item) => item !== '');
+  for (const item of items) {
+    if (!(CONTENT_CODINGS as readonly string[]).includes(item)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${shown(item)} is not a coding Herald sends; use off, on, or a list of ${CONTENT_CODINGS.join(', ')}`,
+      });
+      return z.NEVER;
+    }
+  }
+  return [...new Set(items)] as ContentCoding[];
+});
+
 const schema = z.object({
   port: wholeNumber(0, 65_535),
   workers: processes,
@@ -67,6 +88,8 @@ const schema = z.object({
   tlsKey: text.optional(),
   broker: pattern(brokerUrlPattern(), brokerUrlHintWithSchemes()),
   onBrokerDown: choice(['fail', 'local']),
+  outageBuffer: count,
+  outageProbe: duration(100),
   stream: pattern(/^[A-Za-z0-9_-]{1,64}$/, '1–64 letters, digits, - and _'),
   // A bridge spec may hold commas: several in the environment are separated by newlines or ;.
   bridge: listOf(/[;\n]/),
@@ -74,6 +97,8 @@ const schema = z.object({
   bridgeNats: pattern(backendUrlPattern('nats'), backendNamed('nats')?.example ?? '').optional(),
   historySize: count,
   historyMaxAge: duration(1),
+  nodeHeartbeat: duration(10),
+  nodeLease: duration(100),
   latestMaxKeys: wholeNumber(0, undefined, 'keep none'),
   heartbeat: duration(10),
   retry: duration(),
@@ -89,6 +114,7 @@ const schema = z.object({
   outboxMaxEvents: count,
   outboxMaxBytes: size,
   overflowPolicy: choice(['disconnect', 'drop-oldest']),
+  compression: compressionCodings,
   jwtSecret: text.optional(),
   jwtPublicKey: text.optional(),
   jwksUrl: httpUrl.optional(),
@@ -102,6 +128,7 @@ const schema = z.object({
   authTimeout: duration(1),
   webhookUrl: httpUrl.optional(),
   webhookSecret: text.optional(),
+  webhookBatchDelay: duration(),
   corsOrigin: list,
   mercure: onOff,
   mercurePublisherJwtKey: text.optional(),
@@ -123,6 +150,7 @@ const schema = z.object({
   maxStreamsPerTenant: limit,
   publishRate: limit,
   publishBurst: limit,
+  limitsScope: choice(['cluster', 'node']),
   logLevel: choice(LOG_LEVELS),
   logFormat: choice(LOG_FORMATS),
   metricsPublic: onOff,
@@ -137,6 +165,11 @@ export const serveConfigSchema = schema.superRefine((config, ctx) => {
     new TrustedProxies(config.trustProxy);
   } catch (error) {
     ctx.addIssue({ code: 'custom', path: ['trustProxy'], message: (error as Error).message });
+  }
+  try {
+    checkedTimes({ heartbeatMs: config.nodeHeartbeat, leaseMs: config.nodeLease });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', path: ['nodeLease'], message: (error as Error).message });
   }
   if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
     ctx.addIssue({

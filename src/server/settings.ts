@@ -1,11 +1,14 @@
 import { DEFAULT_AUTH_URL } from '../auth/auth-url.ts';
+import { DEFAULT_OUTAGE_BUFFER, DEFAULT_PROBE_INTERVAL_MS } from '../backends/failover/log.ts';
 import { DEFAULT_HISTORY_MAX_AGE_MS, DEFAULT_HISTORY_SIZE } from '../backends/history.ts';
 import { DEFAULT_LATEST_MAX_KEYS } from '../backends/latest.ts';
 import { brokerUrlHint } from '../backends/registry.ts';
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_LEASE_MS } from '../cluster/roster.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
 import { DEFAULT_HUB_OPTIONS } from '../core/hub.ts';
 import { DEFAULT_LIMITS } from '../http/limits.ts';
 import { LOG_LEVELS } from '../observability/logger.ts';
+import { DEFAULT_BATCH_DELAY_MS } from '../observability/webhooks.ts';
 import type { SettingKey } from './settings-schema.ts';
 
 /**
@@ -161,7 +164,35 @@ export const SETTINGS: readonly Setting[] = [
     'onBrokerDown',
     '--on-broker-down <what>',
     'fail',
-    'broker unreachable at start: fail (exit) or local (run on memory, /readyz degraded)',
+    'broker unreachable: fail (exit at start; 503 to publishes later) or local (ride the outage out alone, /readyz degraded, and rejoin by itself)',
+  ),
+  setting(
+    'Broker and history',
+    'outageBuffer',
+    '--outage-buffer <events>',
+    DEFAULT_OUTAGE_BUFFER,
+    'with --on-broker-down local: events a node holds while its broker is down; past it publishes get 503 (nothing accepted is dropped)',
+  ),
+  setting(
+    'Broker and history',
+    'outageProbe',
+    '--outage-probe <duration>',
+    DEFAULT_PROBE_INTERVAL_MS,
+    'with --on-broker-down local: how often the broker is probed (while down: backing off up to 5×)',
+  ),
+  setting(
+    'Broker and history',
+    'nodeHeartbeat',
+    '--node-heartbeat <duration>',
+    DEFAULT_HEARTBEAT_MS,
+    'how often this node tells the others sharing its broker that it is alive, with its figures (/v1/nodes); less than half --node-lease',
+  ),
+  setting(
+    'Broker and history',
+    'nodeLease',
+    '--node-lease <duration>',
+    DEFAULT_LEASE_MS,
+    'how long a node not heard from stays listed (/v1/nodes, connections, presence): a node killed outright drops out within it (at most 30s)',
   ),
   setting(
     'Broker and history',
@@ -257,6 +288,13 @@ export const SETTINGS: readonly Setting[] = [
     H.outbox.policy,
     'disconnect (client resumes from history) or drop-oldest (client gets herald.gap)',
   ),
+  setting(
+    'Streams',
+    'compression',
+    '--compression <codings>',
+    'off',
+    'compress streams for clients that accept it (Accept-Encoding): off, on (gzip, deflate, br, in that order) or a list in the order to prefer (gzip,br); a busy gzip or deflate stream holds ~100 KiB more, a br stream ~700 KiB',
+  ),
   // Auth
   setting(
     'Auth',
@@ -340,7 +378,7 @@ export const SETTINGS: readonly Setting[] = [
     'webhookUrl',
     '--webhook-url <url>',
     undefined,
-    "the app's endpoint told of every stream opened and closed, in signed batches, retried with backoff (docs/hooks.md)",
+    "the app's endpoint told of every stream opened and closed and of presence changes, in signed batches, retried with backoff (docs/hooks.md)",
   ),
   setting(
     'App hooks',
@@ -349,6 +387,13 @@ export const SETTINGS: readonly Setting[] = [
     undefined,
     'HMAC-SHA256 key that signs webhook deliveries (Herald-Signature); required with --webhook-url',
     { secret: true },
+  ),
+  setting(
+    'App hooks',
+    'webhookBatchDelay',
+    '--webhook-batch-delay <duration>',
+    DEFAULT_BATCH_DELAY_MS,
+    'longest the first notice of a webhook batch waits for others (a full batch of 100 goes at once); 0: no wait',
   ),
   // Limits
   setting('Limits', 'maxDataSize', '--max-data-size <size>', H.maxDataBytes, 'largest event data'),
@@ -424,6 +469,13 @@ export const SETTINGS: readonly Setting[] = [
     '--publish-burst <n>',
     L.publishBurstPerSubject,
     'events a subject may publish at once',
+  ),
+  setting(
+    'Limits',
+    'limitsScope',
+    '--limits-scope <scope>',
+    L.scope,
+    'where streams per subject and tenant and publish rates are counted: cluster (across every node, on a broker that counts: redis, nats, --workers) or node (each on its own); per-IP limits are always per node',
   ),
   // Mercure
   setting(

@@ -2,14 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { brokerFor } from '../backends/connect.ts';
 import { LogServer } from '../backends/ipc/broker.ts';
 import { MemoryBroker } from '../backends/memory/broker.ts';
-import { redactUrl } from '../backends/redact-url.ts';
 import { createLogger } from '../observability/logger.ts';
 import { logDestination } from '../observability/pretty.ts';
 import { listenError } from './messages.ts';
 import type { ServeConfig } from './settings-schema.ts';
+import { youngGenerationFlags } from './young-generation.ts';
 
 /**
  * `herald serve --workers N`: the primary process starts N workers, each a whole hub
@@ -53,7 +52,12 @@ const WORKER_ENTRY = fileURLToPath(
 );
 // Node's own flags (--cpu-prof, --max-old-space-size) apply to the workers too, except the
 // inspector's: N processes cannot all take the primary's debugging port.
-const WORKER_EXEC_ARGV = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
+// Each worker also bounds its young generation from its start (young-generation.ts): idle
+// streams then cost what they hold, not the free pages of the burst that opened them.
+const WORKER_EXEC_ARGV = [
+  ...process.execArgv.filter((arg) => !arg.startsWith('--inspect')),
+  ...youngGenerationFlags(),
+];
 /** A worker ends its streams within 4.5 s (as one process does); past this it is killed. */
 const STOP_DEADLINE_MS = 6_000;
 const START_TIMEOUT_MS = 30_000;
@@ -70,12 +74,9 @@ interface Slot {
 
 export async function startWorkers(config: ServeConfig, log: (line: string) => void): Promise<WorkerPool> {
   const count = config.workers;
-  let degraded: string | undefined;
-  if (config.broker !== 'memory' && config.onBrokerDown === 'local' && !(await reachable(config, log))) {
-    // Every worker must then share the primary's memory log, not run alone on one each.
-    degraded = 'fallback-local';
-  }
-  const sharedLog = config.broker === 'memory' || degraded !== undefined;
+  // On Redis or NATS with --on-broker-down local each worker rides out an outage on its own
+  // (backends/failover/), as any node does: none waits for the others to rejoin.
+  const sharedLog = config.broker === 'memory';
   const logServer = sharedLog
     ? new LogServer(
         new MemoryBroker({
@@ -127,7 +128,6 @@ export async function startWorkers(config: ServeConfig, log: (line: string) => v
       index,
       workers: count,
       sharedLog,
-      ...(degraded === undefined ? {} : { degraded }),
     };
     child.send(start);
     child.once('exit', (code, signal) => {
@@ -214,25 +214,6 @@ function stopChild(child: ChildProcess | undefined): Promise<void> {
     });
     child.kill('SIGTERM');
   });
-}
-
-/** With `--on-broker-down local`, whether the configured broker answers, decided once for all workers. */
-async function reachable(config: ServeConfig, log: (line: string) => void): Promise<boolean> {
-  try {
-    const broker = await brokerFor({ url: config.broker, stream: config.stream });
-    try {
-      await broker.start(() => {});
-      return true;
-    } finally {
-      await broker.close().catch(() => {});
-    }
-  } catch (error) {
-    log(
-      `herald: the broker at ${redactUrl(config.broker)} is unreachable: ${(error as Error).message}; ` +
-        "every worker runs on the primary's memory log (--on-broker-down local)",
-    );
-    return false;
-  }
 }
 
 /** `herald serve --workers N` as the CLI runs it: prints where it listens, stops on SIGTERM/SIGINT. */

@@ -64,6 +64,9 @@ function fakeFactory() {
       onGap: () => () => {},
       onHistory: () => () => {},
       async setFilter() {},
+      async presence(topic: string) {
+        return { topic, connections: 0, subjects: 0, incomplete: [] };
+      },
       async subscribe(list: string | readonly string[]) {
         record.subscribed.push([...list]);
         topics = [...new Set([...topics, ...list])];

@@ -195,7 +195,7 @@ describe('event fields: publishing', () => {
     const auth = { authenticate: async () => ({ principal }) } as unknown as MercureAuth;
     const context = {
       settings: { maxBodyBytes: 1 << 20 },
-      limits: { admitPublish() {} },
+      limits: { reservePublish: () => undefined },
       hub: {
         async publish(inputs: PublishInput[]) {
           published.push(...inputs);

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,8 +7,11 @@ import { pathToFileURL } from 'node:url';
 import { createHerald } from '../../src/herald.ts';
 import type { HeraldLogger } from '../../src/observability/logger.ts';
 import type { WebhookNotice } from '../../src/observability/webhooks.ts';
+import { resolveConfig } from '../../src/server/config.ts';
+import { heraldOptions } from '../../src/server/serve.ts';
 import { section } from '../docs/snippet-app.ts';
 import { sleep, startHub, type TestHub } from '../helpers/server.ts';
+import { WebhookReceiver } from '../helpers/webhook-receiver.ts';
 
 /**
  * `--webhook-url` (docs/hooks.md): streams opened and closed reach the app, here a real HTTP
@@ -20,76 +21,6 @@ import { sleep, startHub, type TestHub } from '../helpers/server.ts';
  */
 
 const SECRET = 'a-webhook-secret-long-enough-for-hmac-sha256-use';
-
-interface Delivery {
-  readonly at: number;
-  readonly signature: string;
-  readonly body: string;
-  readonly events: WebhookNotice[];
-}
-
-type Behaviour = (delivery: Delivery, response: ServerResponse) => void;
-
-/** The app's webhook endpoint: records each delivery and answers as told. */
-class Receiver {
-  readonly deliveries: Delivery[] = [];
-  behave: Behaviour = (_delivery, response) => response.writeHead(204).end();
-  private readonly server: Server;
-  private readonly held = new Set<ServerResponse>();
-  url = '';
-
-  constructor() {
-    this.server = createServer((request: IncomingMessage, response) => {
-      let body = '';
-      request.setEncoding('utf8');
-      request.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      request.on('end', () => {
-        const delivery = {
-          at: performance.now(),
-          signature: String(request.headers['herald-signature']),
-          body,
-          events: (JSON.parse(body) as { events: WebhookNotice[] }).events,
-        };
-        this.deliveries.push(delivery);
-        this.behave(delivery, response);
-      });
-    });
-  }
-
-  get notices(): WebhookNotice[] {
-    return this.deliveries.flatMap((delivery) => delivery.events);
-  }
-
-  /** Keeps the request open: an endpoint that hangs. */
-  hold(response: ServerResponse): void {
-    this.held.add(response);
-  }
-
-  get holding(): number {
-    return [...this.held].filter((response) => !response.destroyed && !response.writableEnded).length;
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks`;
-  }
-
-  async until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!condition()) {
-      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-      await sleep(10);
-    }
-  }
-
-  async stop(): Promise<void> {
-    for (const response of this.held) response.destroy();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 /** docs/hooks.md's verification snippet, as written there, loaded as a module. */
 async function documentedVerifier(): Promise<
@@ -107,7 +38,7 @@ async function documentedVerifier(): Promise<
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-webhooks-'));
-const receiver = new Receiver();
+const receiver = new WebhookReceiver(SECRET);
 const hubs: TestHub[] = [];
 
 async function hubWith(
@@ -287,20 +218,90 @@ describe('webhooks', () => {
     assert.ok((hooked.herald.webhooks?.stats().failed ?? 0) > 20, 'what could not be sent is counted');
   });
 
-  test('no webhook, no logger: the hub is told nothing of its streams (no new work)', () => {
+  test("no webhook, no logger: nothing is told of the streams but the cluster's presence feed (no new work)", () => {
     const herald = createHerald({});
     try {
-      assert.equal(herald.hub.options.lifecycle, undefined);
+      // The presence feed (src/cluster/presence-feed.ts) hears each open and close, and does
+      // nothing more while no stream watches presence: no webhook is queued, no line logged.
+      assert.ok(herald.hub.options.lifecycle !== undefined);
       assert.equal(herald.webhooks, undefined);
     } finally {
       void herald.close();
     }
   });
 
-  test('bad options are refused at start: no secret, a short one, a URL that is not http', () => {
+  test('bad options are refused at start: no secret, a short one, a URL that is not http, a negative delay', () => {
     assert.throws(() => createHerald({ webhook: { url: receiver.url, secret: '' } }), /secret is required/);
     assert.throws(() => createHerald({ webhook: { url: receiver.url, secret: 'short' } }), /at least 32/);
     assert.throws(() => createHerald({ webhook: { url: 'ftp://x/', secret: SECRET } }), /http/);
+    for (const batchDelayMs of [-1, Number.NaN]) {
+      assert.throws(
+        () => createHerald({ webhook: { url: receiver.url, secret: SECRET, batchDelayMs } }),
+        /webhook\.batchDelayMs must be a number of 0 or more/,
+      );
+    }
+  });
+
+  test('--webhook-batch-delay (HERALD_WEBHOOK_BATCH_DELAY) reaches the webhook; 100 ms unless set', () => {
+    const hooks = { webhookUrl: receiver.url, webhookSecret: SECRET };
+    assert.equal(heraldOptions(resolveConfig(hooks, {})).webhook?.batchDelayMs, 100);
+    assert.equal(
+      heraldOptions(resolveConfig({ ...hooks, webhookBatchDelay: '250ms' }, {})).webhook?.batchDelayMs,
+      250,
+    );
+    assert.equal(
+      heraldOptions(resolveConfig(hooks, { HERALD_WEBHOOK_BATCH_DELAY: '0' })).webhook?.batchDelayMs,
+      0,
+    );
+    assert.throws(() => resolveConfig({ ...hooks, webhookBatchDelay: 'soon' }, {}), /not a duration/);
+  });
+
+  test('batches fill: 50 streams opened together arrive in at most 2 POSTs (batchDelayMs, default 100 ms)', async (t) => {
+    receiver.deliveries.length = 0;
+    receiver.behave = (_delivery, response) => response.writeHead(204).end();
+    const hub = await hubWith({});
+    const started = performance.now();
+    const streams = await Promise.all(Array.from({ length: 50 }, () => hub.subscribe('topic=crowd')));
+    await Promise.all(streams.map((stream) => stream.untilConnected()));
+    const openMs = performance.now() - started;
+    const opened = () => receiver.notices.filter((notice) => notice.type === 'stream.opened').length;
+    await receiver.until(() => opened() >= 50, 'the 50 open notices');
+    t.diagnostic(`50 streams opened in ${Math.round(openMs)} ms; ${receiver.deliveries.length} POSTs`);
+    assert.ok(receiver.deliveries.length <= 2, `${receiver.deliveries.length} POSTs for 50 opens`);
+    for (const stream of streams) stream.close();
+    await receiver.until(() => receiver.notices.length >= 100, 'the 50 close notices');
+    assert.ok(receiver.deliveries.length <= 4, `${receiver.deliveries.length} POSTs for 50 opens and closes`);
+  });
+
+  test('a full batch goes at once, whatever the delay; a lone notice waits the delay, not longer', async () => {
+    receiver.deliveries.length = 0;
+    receiver.behave = (_delivery, response) => response.writeHead(204).end();
+    const full = await hubWith({ maxBatch: 10, batchDelayMs: 60_000 });
+    const streams = await Promise.all(Array.from({ length: 11 }, () => full.subscribe('topic=full')));
+    await Promise.all(streams.map((stream) => stream.untilConnected()));
+    await receiver.until(() => receiver.deliveries.length >= 1, 'the full batch, long before its delay');
+    await sleep(300);
+    assert.deepEqual(
+      receiver.deliveries.map((delivery) => delivery.events.length),
+      [10],
+      'the eleventh waits for its batch to fill or its delay to pass',
+    );
+    for (const stream of streams) stream.close();
+
+    receiver.deliveries.length = 0;
+    const lone = await hubWith({ batchDelayMs: 400 });
+    const stream = await lone.subscribe('topic=lone');
+    await stream.untilConnected();
+    const connected = stream.events[0]?.at ?? 0;
+    // The first hub's closes may arrive meanwhile: the lone hub's delivery is the one from its node.
+    const fromLone = () =>
+      receiver.deliveries.find((delivery) => delivery.events.some((n) => n.node === lone.herald.nodeId));
+    await receiver.until(() => fromLone() !== undefined, 'the lone notice');
+    const waited = (fromLone()?.at ?? 0) - connected;
+    // Queued as the stream opened, a little before it heard herald.connected.
+    assert.ok(waited >= 250, `sent ${Math.round(waited)} ms after herald.connected: it should wait ~400 ms`);
+    assert.ok(waited < 400 + 2_000, `sent ${Math.round(waited)} ms after herald.connected`);
+    stream.close();
   });
 
   test('at shutdown, the closes of the streams still open are sent', async () => {

@@ -54,7 +54,7 @@ describe('herald health', () => {
         runCli(['health', '--url', hub.url, '--strict']),
       ]);
       assert.equal(lenient.code, 0, lenient.stdout);
-      assert.match(lenient.stdout, /^degraded but serving: .*\(broker: memory, fallback-local\)/);
+      assert.match(lenient.stdout, /^degraded but serving: .*\(broker: redis, fallback-local\)/);
       assert.equal(strict.code, 1, strict.stdout);
       assert.match(strict.stdout, /^unhealthy \(--strict\): .* is degraded/);
     } finally {

@@ -70,7 +70,7 @@ export const PROBLEMS = [
   {
     status: 400,
     code: 'invalid-id',
-    when: "an `id` that is empty, over 256 characters, holds a control character or half a surrogate pair, or looks like a log position (digits, or digits-digits); on the NATS broker, an id over 1 024 bytes; a Mercure `id` with CR, LF or NUL or starting with `#`; a channel's `lastEventId` that is neither a string nor a number",
+    when: "an `id` that is empty, over 256 characters, holds a control character or half a surrogate pair, or looks like a log position (digits, digits-digits, or `<position>~<node>~<n>`, the ids of events held through a broker outage); on the NATS broker, an id over 1 024 bytes; a Mercure `id` with CR, LF or NUL or starting with `#`; a channel's `lastEventId` that is neither a string nor a number",
   },
   {
     status: 400,
@@ -100,7 +100,7 @@ export const PROBLEMS = [
   {
     status: 400,
     code: 'invalid-limit',
-    when: "a poll's `limit` (or `GET /v1/history`'s) that is not a whole number from 1 to 1 000; `GET /v1/latest`'s `limit` that is not one from 1 to `--max-snapshot` (10 000)",
+    when: "a poll's `limit` (or `GET /v1/history`'s) that is not a whole number from 1 to 1 000; `GET /v1/latest`'s `limit` that is not one from 1 to `--max-snapshot` (10 000); `GET /v1/connections`' `limit` that is not one from 1 to 10 000",
   },
   {
     status: 400,
@@ -165,6 +165,21 @@ export const PROBLEMS = [
     code: 'too-many-channels',
     when: '`POST /v1/channels` opening a 33rd channel on one mux stream',
   },
+  {
+    status: 400,
+    code: 'invalid-presence',
+    when: "a stream's `presence` that is not `1` or `0`",
+  },
+  {
+    status: 400,
+    code: 'invalid-connection-filter',
+    when: '`GET /v1/connections` with an unknown parameter, or a `tenant`, `subject` or `topic` that is not one; a disconnect whose `tenant` is not one',
+  },
+  {
+    status: 400,
+    code: 'invalid-disconnect',
+    when: '`POST /v1/connections/disconnect` with a body that is not an object, an unknown field, none of `id`, `subject`, `tenant`, or a `reason` or `reconnect` of the wrong type',
+  },
   { status: 400, code: 'malformed-form', when: 'a Mercure publish whose form body is not UTF-8' },
   {
     status: 400,
@@ -222,12 +237,12 @@ export const PROBLEMS = [
   {
     status: 403,
     code: 'tenant-forbidden',
-    when: "`?tenant=` (or a channel's `tenant`) of another tenant, or a publish into another tenant, without admin credentials",
+    when: "`?tenant=` (or a channel's `tenant`) of another tenant, or a publish into another tenant, without admin credentials; listing or ending connections of another tenant with an admin token of a named tenant",
   },
   {
     status: 403,
     code: 'admin-required',
-    when: '`/metrics` without admin credentials (and without `--metrics-public`); `GET /v1/history` without admin credentials',
+    when: '`/metrics` without admin credentials (and without `--metrics-public`); `GET /v1/history`, `GET /v1/nodes`, `GET /v1/connections` or `POST /v1/connections/disconnect` without admin credentials',
   },
   {
     status: 403,
@@ -260,11 +275,16 @@ export const PROBLEMS = [
     code: 'subscriptions-forbidden',
     when: "Mercure's subscriptions API with a token whose `mercure.subscribe` does not match the URL",
   },
+  {
+    status: 403,
+    code: 'presence-forbidden',
+    when: '`GET /v1/presence` for a topic that no subscribe grant of the token matches, without admin credentials',
+  },
   { status: 404, code: 'not-found', when: 'an unknown route' },
   {
     status: 404,
     code: 'connection-not-found',
-    when: '`POST /v1/subscriptions` for a stream that is not open on this node, or with a wrong secret; `POST /v1/channels` for a mux stream likewise',
+    when: '`POST /v1/subscriptions` for a stream that is not open on this node, or with a wrong secret; `POST /v1/channels` for a mux stream likewise; `POST /v1/connections/disconnect` with an `id` that no node holds (every live node is asked)',
   },
   {
     status: 404,
@@ -320,6 +340,11 @@ export const PROBLEMS = [
     status: 503,
     code: 'broker-unavailable',
     when: 'the broker cannot be reached or is closed; retry shortly',
+  },
+  {
+    status: 503,
+    code: 'outage-buffer-full',
+    when: '`--on-broker-down local`: the broker is down and the node already holds `--outage-buffer` (10 000) events for it, with `Retry-After`',
   },
   { status: 503, code: 'shutting-down', when: 'the hub is shutting down' },
   {

@@ -86,6 +86,33 @@ export interface ChannelClosedPayload {
 }
 
 /**
+ * Last on a stream an admin ended (`POST /v1/connections/disconnect`), before the stream ends.
+ * With `reconnect: false` the client must not reconnect with the same credential: herald/client
+ * stops and reports the reason; the app may connect again with a new one.
+ */
+export const DISCONNECT_EVENT = 'herald.disconnect';
+export interface DisconnectPayload {
+  /** The admin's reason, as given (may be empty). */
+  readonly reason: string;
+  /** Whether the client may reconnect with the same credential (default true). */
+  readonly reconnect: boolean;
+}
+
+/**
+ * On a stream opened with `presence=1`, for each of its exact topics (no `id:`, outside the log):
+ * a subject joined the topic (its first stream on it, on any node) or left it (its last one ended,
+ * or the node holding it dropped out of the cluster).
+ */
+export const PRESENCE_EVENT = 'herald.presence';
+export interface PresencePayload {
+  readonly topic: string;
+  readonly action: 'join' | 'leave';
+  readonly subject: string;
+  /** The subject's streams on the topic across the cluster after the change. */
+  readonly connections: number;
+}
+
+/**
  * The dashboard's live figures, a notice on `STATS_TOPIC` once a second, outside the log (no id).
  * Its data is `DashboardStats` (src/dashboard/stats-feed.ts): the node's `/v1/stats`, a shape of
  * the server that the core may not import.
@@ -104,6 +131,8 @@ export interface SystemEventPayloads {
   [REAUTH_EVENT]: ReauthPayload;
   [HISTORY_EVENT]: HistoryPayload;
   [CHANNEL_CLOSED_EVENT]: ChannelClosedPayload;
+  [DISCONNECT_EVENT]: DisconnectPayload;
+  [PRESENCE_EVENT]: PresencePayload;
 }
 
 export type SystemEventType =
@@ -112,4 +141,6 @@ export type SystemEventType =
   | typeof REAUTH_EVENT
   | typeof HISTORY_EVENT
   | typeof CHANNEL_CLOSED_EVENT
+  | typeof DISCONNECT_EVENT
+  | typeof PRESENCE_EVENT
   | typeof STATS_EVENT;

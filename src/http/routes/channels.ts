@@ -58,12 +58,27 @@ export async function channels(context: HttpContext, request: HttpRequest): Prom
     { query: channelQuery(fields), header: () => undefined },
     principal,
   );
-  const opened = heldMux(context.hub, connectionId, secret, principal).open(
-    channel,
-    { ...subscription, requestId: request.requestId },
-    () => context.limits.openStream(request.remoteAddress ?? '', principal.subject, subscription.tenant),
-  );
-  return json(200, { channel, connectionId: opened.id });
+  const ip = request.remoteAddress ?? '';
+  const open = (slot: () => () => void) =>
+    heldMux(context.hub, connectionId, secret, principal).open(
+      channel,
+      { ...subscription, requestId: request.requestId },
+      slot,
+    );
+  if (context.limits.scope === 'node') {
+    const opened = open(() => context.limits.openStream(ip, principal.subject, subscription.tenant));
+    return json(200, { channel, connectionId: opened.id });
+  }
+  // Counted across nodes, the slot is reserved (a broker round trip) before the mux opens the
+  // channel; a channel of the same name is closed first, as the mux would, so that its slot is free.
+  heldMux(context.hub, connectionId, secret, principal).close(channel);
+  const release = await context.limits.reserveStream(ip, principal.subject, subscription.tenant);
+  try {
+    return json(200, { channel, connectionId: open(() => release).id });
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 /** `/v1/stats` with the mux streams and channels open on this node: all of them, or the tenant's. */

@@ -19,7 +19,8 @@ export async function subscribe(context: HttpContext, request: HttpRequest): Pro
   const principal = await context.authenticate(request, 'subscribe');
   if (request.query.has('mux')) return muxStream(context, request, principal);
   const subscription = await subscriptionOf(context, request, principal);
-  const release = context.limits.openStream(
+  // Counted across nodes (cluster scope): a client that leaves meanwhile gets `discard`.
+  const release = await context.limits.reserveStream(
     request.remoteAddress ?? '',
     principal.subject,
     subscription.tenant,
@@ -69,7 +70,7 @@ async function muxStream(
   }
   const tenant = watchedTenant(principal, query.get('tenant'));
   await streamable(context.hub, context.log);
-  const release = context.limits.openStream(request.remoteAddress ?? '', principal.subject, tenant);
+  const release = await context.limits.reserveStream(request.remoteAddress ?? '', principal.subject, tenant);
   const subscription = {
     tenant,
     selectors: [],
@@ -185,7 +186,19 @@ export async function subscriptionOf(
     expiresAt: principal.expiresAt,
     lastEventId,
     start,
+    presence: presenceParameter(query.get('presence')),
   };
+}
+
+/** `presence=1`: `herald.presence` notices on the stream's exact topics (src/cluster/presence-feed.ts). */
+function presenceParameter(value: string | null): boolean {
+  if (value === null || value === '0' || value === 'false') return false;
+  if (value === '1' || value === 'true') return true;
+  throw badRequest(
+    'invalid-presence',
+    `presence must be 1 (send herald.presence notices of who joins and leaves this stream's exact topics) or 0; got ${JSON.stringify(value.slice(0, 32))}`,
+    { parameter: 'presence' },
+  );
 }
 
 /** A stream watches its credential's tenant; only an admin may name another, or `*` for all. */

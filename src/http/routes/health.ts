@@ -1,4 +1,4 @@
-import { healthOf } from '../../core/log.ts';
+import { healthOf, outageDegraded } from '../../core/log.ts';
 import type { HttpContext } from '../context.ts';
 import { json } from '../replies.ts';
 import type { HttpReply } from '../request.ts';
@@ -17,8 +17,8 @@ export async function readiness(context: HttpContext): Promise<HttpReply> {
   );
   const health = started === undefined ? await healthOf(context.log) : { ok: false, detail: started };
   if (!health.ok) return json(503, { status: 'degraded', broker, detail: health.detail });
-  // Serving, but not as configured: ready for traffic, and saying so.
-  if (context.degraded !== undefined)
-    return json(200, { status: 'degraded', broker, degraded: context.degraded });
+  // Serving, but not as configured (or riding out a broker outage): ready for traffic, and saying so.
+  const degraded = context.degraded ?? outageDegraded(context.log);
+  if (degraded !== undefined) return json(200, { status: 'degraded', broker, degraded });
   return json(200, { status: 'ok', broker });
 }

@@ -12,7 +12,9 @@ export async function publish(context: HttpContext, request: HttpRequest): Promi
     context.cors.checkCookieOrigin(request.header('origin'), request.header('host'));
   const body = await jsonBody(request, context.settings.maxBodyBytes);
   refuseReservedTopics(body);
-  context.limits.admitPublish(principal, Array.isArray(body) ? body.length : 1);
+  // A promise only when this node's lease of the credential's rate must be refilled from the broker.
+  const admitting = context.limits.reservePublish(principal, Array.isArray(body) ? body.length : 1);
+  if (admitting !== undefined) await admitting;
   if (Array.isArray(body)) {
     const events = await context.hub.publish(body, principal);
     return json(202, { ids: events.map((event) => event.id) });
