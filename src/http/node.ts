@@ -9,8 +9,8 @@ import {
   type CompressionOption,
   compressionOf,
   type StreamCompression,
-  withCoding,
 } from './compression.ts';
+import { withCoding } from './content-coding.ts';
 import { type AnyRequest, type AnyResponse, forHttp2, Http2Sink, isGone, isHttp2 } from './http2.ts';
 import { hasParser, settleStream } from './release.ts';
 import type { HttpReply, HttpRequest } from './request.ts';

@@ -8,8 +8,8 @@ import {
   type ContentCoding,
   compressionOf,
   type StreamCompression,
-  withCoding,
 } from './compression.ts';
+import { withCoding } from './content-coding.ts';
 import type { HttpReply, HttpRequest, HttpStream } from './request.ts';
 
 export interface WebHandlerOptions {

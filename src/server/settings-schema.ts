@@ -9,7 +9,7 @@ import {
 } from '../backends/registry.ts';
 import { checkedTimes } from '../cluster/roster.ts';
 import { MAX_TOPIC_LENGTH } from '../core/event.ts';
-import { CONTENT_CODINGS, type ContentCoding } from '../http/compression.ts';
+import { CONTENT_CODINGS, type ContentCoding } from '../http/content-coding.ts';
 import { TrustedProxies } from '../http/trust-proxy.ts';
 import { LOG_LEVELS } from '../observability/logger.ts';
 import { shown } from './masking.ts';

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { HeraldMessage } from '../../src/client/api.ts';
 import { createClient } from '../../src/client/index.ts';
-import { awakeCompressors, CONTENT_CODINGS, restIdleCompressors } from '../../src/http/compression.ts';
+import { awakeCompressors, restIdleCompressors } from '../../src/http/compression.ts';
+import { CONTENT_CODINGS } from '../../src/http/content-coding.ts';
 import {
   assertCompressedHeaders,
   type CompressedStream,
