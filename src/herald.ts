@@ -134,6 +134,7 @@ export class Herald<Events extends EventMap = EventMap> {
       {
         opened: (subscriber) => this.cluster.presence.opened(subscriber),
         closed: (subscriber) => this.cluster.presence.closed(subscriber),
+        changed: (subscriber, before) => this.cluster.presence.changed(subscriber, before),
       },
     );
     this.hub = new Hub(this.broker, {

@@ -1,6 +1,7 @@
 import type { Hub, StreamLifecycle } from '../core/hub.ts';
 import { PRESENCE_EVENT, type PresencePayload } from '../core/protocol/system-events.ts';
 import type { Subscriber } from '../core/subscriber.ts';
+import type { Selector } from '../core/topics.ts';
 import type { Gather } from './gather.ts';
 import type { PresenceChanges, Watching } from './messages.ts';
 import { MEMBERS_PERMISSION, PRESENCE_QUESTION } from './presence.ts';
@@ -87,6 +88,23 @@ export class PresenceFeed implements StreamLifecycle {
     if (subscriber.presence) this.unwatch(subscriber);
   }
 
+  /**
+   * StreamLifecycle: a stream's selectors changed. It leaves the topics it dropped and joins
+   * those it added, as a close and an open would, so that its close later undoes only what is
+   * counted: the topics it has then.
+   */
+  changed(subscriber: Subscriber, before: readonly Selector[]): void {
+    const after = subscriber.selectors;
+    const removed = before.filter((selector) => !after.some((other) => other.source === selector.source));
+    const added = after.filter((selector) => !before.some((other) => other.source === selector.source));
+    this.change(subscriber, -1, removed);
+    this.change(subscriber, 1, added);
+    if (subscriber.presence) {
+      this.unwatch(subscriber, removed);
+      this.watch(subscriber, added);
+    }
+  }
+
   /** The topics this node watches, for its heartbeat. */
   watching(): [string, string][] {
     return [...this.ownWatches.keys()].map(splitKey);
@@ -154,9 +172,9 @@ export class PresenceFeed implements StreamLifecycle {
   }
 
   /** A presence stream opened: this node watches its exact topics (a snapshot for each new one). */
-  private watch(subscriber: Subscriber): void {
+  private watch(subscriber: Subscriber, selectors = subscriber.selectors): void {
     const added: [string, string][] = [];
-    for (const selector of subscriber.selectors) {
+    for (const selector of selectors) {
       if (selector.kind !== 'exact') continue;
       const key = keyOf(subscriber.tenant, selector.source);
       const count = this.ownWatches.get(key);
@@ -176,8 +194,8 @@ export class PresenceFeed implements StreamLifecycle {
     for (const [tenant, topic] of added) this.snapshot(tenant, topic);
   }
 
-  private unwatch(subscriber: Subscriber): void {
-    for (const selector of subscriber.selectors) {
+  private unwatch(subscriber: Subscriber, selectors = subscriber.selectors): void {
+    for (const selector of selectors) {
       if (selector.kind !== 'exact') continue;
       const key = keyOf(subscriber.tenant, selector.source);
       const count = this.ownWatches.get(key);
@@ -225,10 +243,10 @@ export class PresenceFeed implements StreamLifecycle {
   }
 
   /** A stream with a subject opened (+1) or closed (−1): announced for the watched topics it selected. */
-  private change(subscriber: Subscriber, delta: number): void {
+  private change(subscriber: Subscriber, delta: number, selectors = subscriber.selectors): void {
     const subject = subscriber.subject;
     if (subject === undefined || this.watchers.size === 0 || this.stopped) return;
-    for (const selector of subscriber.selectors) {
+    for (const selector of selectors) {
       if (selector.kind !== 'exact' || !this.watchers.has(keyOf(subscriber.tenant, selector.source)))
         continue;
       this.batch.push([subscriber.tenant, selector.source, subject, delta]);

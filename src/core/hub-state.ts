@@ -5,6 +5,7 @@ import type { Log } from './log.ts';
 import type { OutboxLimits, OverflowPolicy } from './outbox.ts';
 import type { CloseReason, Subscriber } from './subscriber.ts';
 import { SubscriberIndex } from './subscriber-index.ts';
+import type { Selector } from './topics.ts';
 
 export interface HubOptions {
   /** Interval of the heartbeat comment on a quiet stream, ms. */
@@ -63,6 +64,11 @@ export interface SnapshotLimits {
 export interface StreamLifecycle {
   opened(subscriber: Subscriber): void;
   closed(subscriber: Subscriber, reason: CloseReason): void;
+  /**
+   * Its selectors changed (`POST /v1/subscriptions`); `before` are those it had. For parts that
+   * count streams per topic (presence), so that what a close undoes is what was counted.
+   */
+  changed?(subscriber: Subscriber, before: readonly Selector[]): void;
 }
 
 export const DEFAULT_HUB_OPTIONS: HubOptions = {

@@ -76,6 +76,7 @@ export function changeSubscription(
     if (subscriber.indexed) state.index.remove(subscriber);
     subscriber.selectors = next;
     if (subscriber.indexed) state.index.add(subscriber);
+    state.options.lifecycle?.changed?.(subscriber, current);
   }
   return {
     topics: next.map((selector) => selector.source),

@@ -20,8 +20,8 @@ const keyOf = (tenant: string, topic: string, subject: string) => `${tenant}\u00
  * the smallest id, as the roster of each node sees it), a node that shuts down sends its own.
  *
  * Which streams count: those with a subject, on their exact topics (not templates or `*`), of one
- * tenant (not an admin's `*`), as for `herald.presence`; the topics a stream opened with, until it
- * closes (a stream change alters no notice: presence is told at open and close only). The state
+ * tenant (not an admin's `*`), as for `herald.presence`; the topics a stream has (a change of its
+ * selectors leaves the topics it dropped and joins those it added). The state
  * is bounded by the open streams: a count per subject and topic with at least one, and the topics
  * each counted stream opened with.
  */
@@ -65,6 +65,35 @@ export class PresenceNotices implements StreamLifecycle {
     const topics = this.topicsOf.get(subscriber);
     if (topics === undefined) return;
     this.topicsOf.delete(subscriber);
+    this.leave(subscriber, topics);
+  }
+
+  /**
+   * StreamLifecycle: a stream's selectors changed. It leaves the exact topics it dropped and joins
+   * those it added, as a close and an open would, and its close later undoes what it has then.
+   */
+  changed(subscriber: Subscriber): void {
+    const { subject, tenant } = subscriber;
+    if (subject === undefined || tenant === ALL_TENANTS || subscriber.carrier || this.gone) return;
+    const counted = this.topicsOf.get(subscriber) ?? [];
+    const now = subscriber.selectors.filter((s) => s.kind === 'exact').map((s) => s.source);
+    this.leave(
+      subscriber,
+      counted.filter((topic) => !now.includes(topic)),
+    );
+    for (const topic of now) {
+      if (counted.includes(topic)) continue;
+      const key = keyOf(tenant, topic, subject);
+      const count = (this.counts.get(key) ?? 0) + 1;
+      this.counts.set(key, count);
+      if (count === 1) this.tell('presence.join', tenant, topic, subject, count);
+    }
+    if (now.length > 0) this.topicsOf.set(subscriber, now);
+    else this.topicsOf.delete(subscriber);
+  }
+
+  /** One stream less of its subject on each of `topics`: a leave for each that has none left. */
+  private leave(subscriber: Subscriber, topics: readonly string[]): void {
     const { tenant } = subscriber;
     const subject = subscriber.subject as string;
     for (const topic of topics) {

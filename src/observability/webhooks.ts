@@ -400,6 +400,9 @@ export function chainLifecycles(
     closed(subscriber, reason) {
       for (const part of present) part.closed(subscriber, reason);
     },
+    changed(subscriber, before) {
+      for (const part of present) part.changed?.(subscriber, before);
+    },
   };
 }
 

@@ -348,6 +348,50 @@ for (const backend of BACKENDS) {
       assert.equal(refused.status, 400);
     });
 
+    test("a stream that changes its topics joins and leaves them in the watchers' eyes; its close undoes only what it has", async () => {
+      const watcherToken = await token({
+        tenant: 'acme',
+        sub: 'change-watcher',
+        subscribe: ['dais'],
+        permissions: ['presence:members'],
+      });
+      const watcher = await (hubs[0] as TestHub).subscribe('topic=dais&presence=1', {
+        headers: bearer(watcherToken),
+      });
+      streams.push(watcher);
+      await watcher.untilConnected();
+      const notices = () =>
+        watcher.events
+          .filter((event) => event.type === 'herald.presence')
+          .map((event) => JSON.parse(event.data));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const moverToken = await token({ tenant: 'acme', sub: 'mover', subscribe: ['dais', 'lobby'] });
+      const mover = await (hubs[size - 1] as TestHub).subscribe('topic=lobby', {
+        headers: bearer(moverToken),
+      });
+      streams.push(mover);
+      await mover.untilConnected();
+      const connected = JSON.parse(mover.events[0]?.data ?? '{}') as { connectionId: string; secret: string };
+      const change = (topics: string[]) =>
+        fetch(`${hubs[size - 1]?.url}/v1/subscriptions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...bearer(moverToken) },
+          body: JSON.stringify({ ...connected, action: 'set', topics }),
+        });
+      assert.equal((await change(['dais'])).status, 200);
+      await watcher.until(() => notices().length >= 1, 15_000, 'a join by a change');
+      assert.deepEqual(notices()[0], { topic: 'dais', action: 'join', subject: 'mover', connections: 1 });
+      assert.equal((await change(['lobby'])).status, 200);
+      await watcher.until(() => notices().length >= 2, 15_000, 'a leave by a change');
+      assert.deepEqual(notices()[1], { topic: 'dais', action: 'leave', subject: 'mover', connections: 0 });
+      // Closing on lobby says nothing of dais: the change already took it away.
+      mover.close();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(notices().length, 2, JSON.stringify(notices()));
+      const presence = await getJson(`${hubs[0]?.url}/v1/presence?topic=dais&tenant=acme`, admin);
+      assert.equal(presence.body.connections, 1, 'only the watcher is on dais');
+    });
+
     // A cluster of one has no other node to tell.
     if (size > 1)
       test('a node that closes says so: the others drop it at once, not after the lease', async () => {

@@ -103,11 +103,12 @@ describe('presence notices on one node', () => {
     allVerified(receiver);
   });
 
-  test('a stream change alters no notice: a stream counts for the topics it opened with until it closes', async () => {
+  test('a stream change leaves the topics it drops and joins those it adds; its close undoes what it has then', async () => {
     receiver.deliveries.length = 0;
     const carol = { tenant: 'acme', sub: 'carol', subscribe: ['rooms/{id}'] };
     const jwt = await token(carol);
     const stream = await open(carol, 'topic=rooms/3');
+    await receiver.until(() => presenceOf(receiver.notices).length >= 1, 'the join of rooms/3');
     const connected = JSON.parse(stream.events[0]?.data ?? '{}') as { connectionId: string; secret: string };
     const changed = await fetch(`${hub.url}/v1/subscriptions`, {
       method: 'POST',
@@ -115,15 +116,18 @@ describe('presence notices on one node', () => {
       body: JSON.stringify({ ...connected, action: 'set', topics: ['rooms/4'] }),
     });
     assert.equal(changed.status, 200);
+    await receiver.until(() => presenceOf(receiver.notices).length >= 3, 'the change: a leave and a join');
     stream.close();
-    await receiver.until(() => presenceOf(receiver.notices).length >= 2, 'a join and a leave');
-    // Open again: the count went back to nothing, so this is a join again.
+    await receiver.until(() => presenceOf(receiver.notices).length >= 4, 'the leave of rooms/4');
+    // Open again: every count went back to nothing, so this is a join again.
     (await open(carol, 'topic=rooms/3')).close();
-    await receiver.until(() => presenceOf(receiver.notices).length >= 4, 'a second join and leave');
+    await receiver.until(() => presenceOf(receiver.notices).length >= 6, 'a second join and leave');
     await sleep(200);
     assert.deepEqual(presenceOf(receiver.notices).map(line), [
       'join acme rooms/3 carol 1 @solo',
       'leave acme rooms/3 carol 0 @solo',
+      'join acme rooms/4 carol 1 @solo',
+      'leave acme rooms/4 carol 0 @solo',
       'join acme rooms/3 carol 1 @solo',
       'leave acme rooms/3 carol 0 @solo',
     ]);
