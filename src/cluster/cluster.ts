@@ -209,7 +209,11 @@ export class Cluster {
           this.presence.heardWatching(message.from, message.watching ?? [], true);
         return;
       case 'watching':
-        if (message.from !== this.nodeId) this.presence.heardWatching(message.from, message.topics, false);
+        // Only from a node in the roster: what a node no one knows watches would never be dropped
+        // (a node's topics go when it leaves). A node's hello comes before any of its watches,
+        // and its next heartbeat lists them all anyway.
+        if (message.from !== this.nodeId && this.roster.knows(message.from))
+          this.presence.heardWatching(message.from, message.topics, false);
         return;
       case 'presence':
         this.presence.heardChanges(message);

@@ -103,7 +103,9 @@ export function decodeMessage(text: string): ClusterMessage | undefined {
   if (message.protocol !== PROTOCOL || typeof message.from !== 'string') return undefined;
   switch (message.kind) {
     case 'heartbeat':
-      return typeof message.startedAt === 'number' && isFigures(message.figures)
+      return isInstant(message.startedAt) &&
+        isFigures(message.figures) &&
+        (message.degraded === undefined || typeof message.degraded === 'string')
         ? (message as unknown as Heartbeat)
         : undefined;
     case 'leaving':
@@ -127,10 +129,35 @@ export function decodeMessage(text: string): ClusterMessage | undefined {
   }
 }
 
+/**
+ * A time a Date can hold (ms since the epoch, at most 100 million days either way): a heartbeat
+ * whose start is not one would make every answer that dates the node (`/v1/nodes`, the names
+ * limits count under) throw, on every node, for as long as it is repeated.
+ */
+const isInstant = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= 8.64e15;
+
+/** A count or a duration as a heartbeat carries it: a finite number, 0 or more. */
+const isCount = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isFinite(value) && value >= 0;
+
+/**
+ * Figures of the shape `/v1/nodes` and the page pass on as they are: anything else on the bus
+ * (a node of another version, a forged message) is dropped rather than shown or summed.
+ */
 function isFigures(value: unknown): value is NodeFigures {
   if (typeof value !== 'object' || value === null) return false;
   const figures = value as Record<string, unknown>;
+  const tenants = figures.tenants;
+  if (typeof tenants !== 'object' || tenants === null || Array.isArray(tenants)) return false;
+  for (const each of Object.values(tenants)) {
+    const tenant = (typeof each === 'object' && each !== null ? each : {}) as Record<string, unknown>;
+    if (!isCount(tenant.streams) || !isCount(tenant.published) || !isCount(tenant.delivered)) return false;
+  }
   return (
-    typeof figures.connections === 'number' && typeof figures.tenants === 'object' && figures.tenants !== null
+    isCount(figures.connections) &&
+    isCount(figures.published) &&
+    isCount(figures.delivered) &&
+    isCount(figures.feedLagMs)
   );
 }

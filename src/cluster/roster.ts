@@ -105,6 +105,11 @@ export class Roster {
     if (heartbeat.hello === true && now - this.lastSentAt > this.heartbeatMs / 10) this.beat(false);
   }
 
+  /** Whether `node` is in the roster now (this node, or one heard from within the lease). */
+  knows(node: string): boolean {
+    return node === this.self.id || this.others.has(node);
+  }
+
   /** A node said it is closing. */
   left(node: string): void {
     if (node === this.self.id || !this.others.delete(node)) return;
