@@ -27,6 +27,7 @@ brokerContract({
           await jsm.streams.delete(stream).catch(() => {});
           await jsm.streams.delete(`KV_${stream}_IDS`).catch(() => {});
           await jsm.streams.delete(`KV_${stream}_LATEST`).catch(() => {});
+          await jsm.streams.delete(`KV_${stream}_COUNTS`).catch(() => {});
         } finally {
           await admin.close();
         }

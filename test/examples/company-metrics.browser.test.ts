@@ -29,6 +29,8 @@ after(async () => {
   await jsm.streams.delete(STREAM).catch(() => {});
   await jsm.streams.delete(`KV_${STREAM}_IDS`).catch(() => {});
   await jsm.streams.delete(`KV_${STREAM}_LATEST`).catch(() => {});
+  await jsm.streams.delete(`KV_${STREAM}_COUNTS`).catch(() => {});
+  await jsm.streams.delete(`KV_${STREAM}_WINDOWS`).catch(() => {});
   await nc?.close();
 });
 

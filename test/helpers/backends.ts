@@ -51,6 +51,9 @@ export const BACKENDS: readonly Backend[] = [
         await jsm.streams.delete(name).catch(() => {});
         await jsm.streams.delete(`KV_${name}_IDS`).catch(() => {});
         await jsm.streams.delete(`KV_${name}_LATEST`).catch(() => {});
+        // The cluster's shared counters (src/backends/nats/counters.ts).
+        await jsm.streams.delete(`KV_${name}_COUNTS`).catch(() => {});
+        await jsm.streams.delete(`KV_${name}_WINDOWS`).catch(() => {});
       } finally {
         await nc.close();
       }

@@ -616,7 +616,13 @@ describe('malformed messages on the NATS bus', () => {
     try {
       const { jetstreamManager } = await import('@nats-io/jetstream');
       const jsm = await jetstreamManager(nc);
-      for (const stream of [log, `KV_${log}_IDS`, `KV_${log}_LATEST`])
+      for (const stream of [
+        log,
+        `KV_${log}_IDS`,
+        `KV_${log}_LATEST`,
+        `KV_${log}_COUNTS`,
+        `KV_${log}_WINDOWS`,
+      ])
         await jsm.streams.delete(stream.toUpperCase()).catch(() => {});
     } finally {
       await nc.close();
