@@ -19,19 +19,36 @@ export function clockTicksPerSecond(): number {
   return ticksPerSecond;
 }
 
-/** utime + stime of one process, in clock ticks. */
-export function cpuTicks(pid: number): number {
+/** utime and stime of one process, in clock ticks. */
+function userAndKernelTicks(pid: number): readonly [number, number] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 (utime, stime); `fields` starts at field 3.
-  return Number(fields[11]) + Number(fields[12]);
+  return [Number(fields[11]), Number(fields[12])];
+}
+
+/** utime + stime of one process, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const [user, kernel] = userAndKernelTicks(pid);
+  return user + kernel;
 }
 
 /** CPU seconds used by all of `pids` so far. */
 export function cpuSeconds(pids: readonly number[]): number {
   let ticks = 0;
   for (const pid of pids) ticks += cpuTicks(pid);
+  return ticks / clockTicksPerSecond();
+}
+
+/**
+ * CPU seconds all of `pids` spent in the kernel so far (stime: system calls, and the network
+ * stack's work done on their behalf). With `cpuSeconds` it splits a server's cost into what its
+ * own code does and what every server pays the kernel for the same sockets and packets.
+ */
+export function kernelCpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) ticks += userAndKernelTicks(pid)[1];
   return ticks / clockTicksPerSecond();
 }
 

@@ -4,7 +4,11 @@
  * sample counted in the stage of the innermost frame that names one (so a JSON.parse called from
  * the publish route counts as JSON, a write called from the flusher as the write).
  *
- *   node bench/profile-summary.ts <file.cpuprofile> [--top 30]
+ *   node bench/profile-summary.ts <file.cpuprofile> [--top 30] [--from s] [--to s]
+ *
+ * `--from` and `--to` keep only the samples taken that many seconds after the profile started: a
+ * profile covers the server's whole life (streams opening, warmup, shutdown), and the measured
+ * window is the part that compares with the bench's table.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -104,7 +108,11 @@ const STAGES: readonly (readonly [string, (name: string, file: string) => boolea
 
 function main(): void {
   const { values, positionals } = parseArgs({
-    options: { top: { type: 'string', default: '30' } },
+    options: {
+      top: { type: 'string', default: '30' },
+      from: { type: 'string', default: '0' },
+      to: { type: 'string', default: 'Infinity' },
+    },
     allowPositionals: true,
   });
   const file = positionals[0];
@@ -119,8 +127,13 @@ function main(): void {
   }
   // Self time per node: each sample's delta goes to the node sampled.
   const self = new Map<number, number>();
+  const from = Number(values.from) * 1e6;
+  const to = Number(values.to) * 1e6;
+  let at = 0;
   profile.samples.forEach((id, i) => {
-    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (at >= from && at <= to) self.set(id, (self.get(id) ?? 0) + delta);
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const short = (url: string) => url.replace(/^file:\/\/.*?\/(src|bench|node_modules)\//, '$1/');

@@ -2,7 +2,7 @@ import { DELIVERY_COLUMNS } from '../columns.ts';
 import { encodeHistogram, summarizeLatency } from '../histogram.ts';
 import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from '../messages.ts';
 import { nowMs, PAYLOAD_BYTES } from '../payload.ts';
-import { cpuSeconds } from '../proc-stats.ts';
+import { cpuSeconds, kernelCpuSeconds } from '../proc-stats.ts';
 import { protocolNamed } from '../protocols.ts';
 import type { CaseResult, PlanOptions, RunContext, Scenario, ScenarioCase } from '../scenario.ts';
 import { SubscriberFleet } from '../subscriber-fleet.ts';
@@ -123,10 +123,12 @@ async function measureTopics(
     context.log(`measuring, ${params.rounds} rounds at ${params.rate} events/s`);
     const openAtStart = fleet.open();
     const cpuStart = cpuSeconds(target.pids);
+    const kernelStart = kernelCpuSeconds(target.pids);
     const start = nowMs();
     const measured = await publish(fromSeq, params.rounds, 'measured window');
     const end = nowMs();
     const serverCpuS = cpuSeconds(target.pids) - cpuStart;
+    const kernelCpuS = kernelCpuSeconds(target.pids) - kernelStart;
     const report = await fleet.report();
     const latency = summarizeLatency(report.histogram);
     const latencyHistogram = encodeHistogram(report.histogram);
@@ -188,6 +190,8 @@ async function measureTopics(
         serverCpuSeconds: serverCpuS,
         serverCpuPct: serverCpuS / wallS,
         deliveriesPerCpuSec: serverCpuS > 0 ? report.delivered / serverCpuS : null,
+        kernelUsPerDelivery: report.delivered > 0 ? (kernelCpuS * 1e6) / report.delivered : null,
+        userUsPerDelivery: report.delivered > 0 ? ((serverCpuS - kernelCpuS) * 1e6) / report.delivered : null,
         clientCpuPct: report.cpuMicros / 1e6 / wallS,
         publisherCpuPct: measured.cpuMicros / 1e6 / wallS,
       },
@@ -219,6 +223,8 @@ export const topicsScenario: Scenario = {
     { key: 'events', label: 'Events', format: 'int' },
     ...DELIVERY_COLUMNS,
     { key: 'deliveriesPerCpuSec', label: 'Deliveries/CPU-s', format: 'int' },
+    { key: 'kernelUsPerDelivery', label: 'Kernel µs/delivery', format: 'ms' },
+    { key: 'userUsPerDelivery', label: 'User µs/delivery', format: 'ms' },
     { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
     { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
     { key: 'publisherCpuPct', label: 'Publisher CPU', format: 'percent' },
