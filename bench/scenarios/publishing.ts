@@ -2,7 +2,7 @@ import { DELIVERY_COLUMNS } from '../columns.ts';
 import { fanoutParams, measureFanout, SATURATED_BATCH, SATURATED_WINDOW } from '../fanout-measure.ts';
 import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from '../messages.ts';
 import { PAYLOAD_BYTES } from '../payload.ts';
-import { cpuSeconds, machineBusySeconds } from '../proc-stats.ts';
+import { cpuSeconds, kernelCpuSeconds, machineBusySeconds } from '../proc-stats.ts';
 import { protocolNamed } from '../protocols.ts';
 import {
   type CaseResult,
@@ -75,9 +75,11 @@ async function measureAlone(
     const warmup = await publish(1, params.warmupS, 'warmup');
     context.log(`measuring, ${params.durationS} s`);
     const cpuStart = cpuSeconds(target.pids);
+    const kernelStart = kernelCpuSeconds(target.pids);
     const machineStart = machineBusySeconds();
     const measured = await publish(warmup.lastSeq + 1, params.durationS, 'measured window');
     const serverCpuS = cpuSeconds(target.pids) - cpuStart;
+    const kernelCpuS = kernelCpuSeconds(target.pids) - kernelStart;
     const machineS = machineBusySeconds() - machineStart;
     const wallS = measured.elapsedMs / 1000;
     const events = measured.lastSeq - measured.firstSeq + 1;
@@ -97,6 +99,8 @@ async function measureAlone(
         events,
         publishRate: events / wallS,
         acceptedPerCpuSec: serverCpuS > 0 ? events / serverCpuS : null,
+        kernelUsPerEvent: events > 0 ? (kernelCpuS * 1e6) / events : null,
+        userUsPerEvent: events > 0 ? ((serverCpuS - kernelCpuS) * 1e6) / events : null,
         deliveredPct: null,
         serverCpuSeconds: serverCpuS,
         serverCpuPct: serverCpuS / wallS,
@@ -160,6 +164,9 @@ export const publishing: Scenario = {
     { key: 'events', label: 'Events', format: 'int' },
     { key: 'publishRate', label: 'Accepted/s', format: 'int' },
     { key: 'acceptedPerCpuSec', label: 'Accepted/CPU-s', format: 'int' },
+    // No subscriber only: the publish path's cost split into the kernel's and the server's own.
+    { key: 'kernelUsPerEvent', label: 'Kernel µs/event', format: 'ms' },
+    { key: 'userUsPerEvent', label: 'User µs/event', format: 'ms' },
     ...DELIVERY_COLUMNS,
     { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
     { key: 'publisherCpuPct', label: 'Publisher CPU', format: 'percent' },
