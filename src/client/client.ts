@@ -242,7 +242,8 @@ export function createClient<Events extends Record<string, unknown> = Record<str
       return;
     }
     // Another connection carries on (a refreshed stream being opened, or the one it replaces).
-    if (connections.size > 0) return;
+    // Not for a poll: the others are probes, and were they to fail nothing would poll again.
+    if (!connection.poll && connections.size > 0) return;
     const why = connection.silent
       ? `no data for ${watchLimit} ms`
       : error === undefined

@@ -1,6 +1,7 @@
 import type { PollResult } from '../core/protocol/poll.ts';
+import { DISCONNECT_EVENT } from '../core/protocol/system-events.ts';
 import { problemOf } from './errors.ts';
-import { deliver } from './events.ts';
+import { deliver, onEvent } from './events.ts';
 import { type Connection, emit, endpoint, headers, type Session, tokenFor } from './session.ts';
 
 /**
@@ -40,5 +41,14 @@ export const poll = async (session: Session, connection: Connection): Promise<vo
     }
     if (batch.lastEventId) session.remember(batch.lastEventId);
     if (batch.history) emit(session.historyHandlers, batch.history);
+    // An admin ended this client's connections: as `herald.disconnect` on a stream, its handlers
+    // hear it and this connection ends; `ended` (client.ts) closes the client or comes back.
+    if (batch.disconnect) {
+      return onEvent(session, connection, {
+        id: '',
+        type: DISCONNECT_EVENT,
+        data: JSON.stringify(batch.disconnect),
+      });
+    }
   }
 };

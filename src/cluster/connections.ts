@@ -9,9 +9,12 @@ import { jsonBody } from '../http/request-checks.ts';
 import type { Gather } from './gather.ts';
 import { adminScope, checkedTenant, inScope } from './scope.ts';
 
-/** One open stream as `GET /v1/connections` lists it. */
+/** One open stream, or long poll under way, as `GET /v1/connections` lists it. */
 export interface ConnectionRow {
-  /** The connection id (as in `herald.connected`): what `POST /v1/connections/disconnect` takes. */
+  /**
+   * The connection id (as in `herald.connected`; a poll's is new per request): what
+   * `POST /v1/connections/disconnect` takes.
+   */
   readonly id: string;
   /** The node holding it. */
   readonly node: string;
@@ -22,11 +25,11 @@ export interface ConnectionRow {
   readonly topics: readonly string[];
   /** ISO 8601. */
   readonly openedAt: string;
-  /** `sse` (Herald's event stream, a mux channel included) or `mercure`. */
-  readonly transport: 'sse' | 'mercure';
-  /** Bytes written to it so far. */
+  /** `sse` (Herald's event stream, a mux channel included), `mercure`, or `poll` (a long poll). */
+  readonly transport: 'sse' | 'mercure' | 'poll';
+  /** Bytes written to it so far (0 for a poll: its answer is written when it ends). */
   readonly bytes: number;
-  /** Events waiting in its outbox. */
+  /** Events waiting in its outbox (0 for a poll). */
   readonly queued: number;
 }
 
@@ -50,7 +53,7 @@ const MAX_REASON_LENGTH = 256;
 export const LIST_QUESTION = 'connections';
 export const DISCONNECT_QUESTION = 'disconnect';
 
-/** This node's streams that `filter` matches, oldest first, at most `limit`. */
+/** This node's streams, then its long polls under way, that `filter` matches, at most `limit`. */
 export function localConnections(
   hub: Hub,
   node: string,
@@ -58,38 +61,51 @@ export function localConnections(
   limit: number,
 ): { rows: ConnectionRow[]; more: boolean } {
   const rows: ConnectionRow[] = [];
-  let more = false;
-  for (const subscriber of hub.streams()) {
-    if (!matches(subscriber, filter)) continue;
-    if (rows.length >= limit) {
-      more = true;
-      break;
+  for (const [connections, polls] of [
+    [hub.streams(), false],
+    [hub.pollsInFlight(), true],
+  ] as const) {
+    for (const subscriber of connections) {
+      if (!matches(subscriber, filter)) continue;
+      if (rows.length >= limit) return { rows, more: true };
+      rows.push({
+        id: subscriber.id,
+        node,
+        tenant: subscriber.tenant,
+        subject: subscriber.subject ?? null,
+        topics: subscriber.selectors.map((selector) => selector.source),
+        openedAt: new Date(subscriber.openedAt).toISOString(),
+        transport: polls ? 'poll' : subscriber.systemEvents ? 'sse' : 'mercure',
+        // A poll's waiter only wakes it: what it is "written" is never sent as such.
+        bytes: polls ? 0 : subscriber.bytesWritten,
+        queued: polls ? 0 : subscriber.queuedEvents,
+      });
     }
-    rows.push({
-      id: subscriber.id,
-      node,
-      tenant: subscriber.tenant,
-      subject: subscriber.subject ?? null,
-      topics: subscriber.selectors.map((selector) => selector.source),
-      openedAt: new Date(subscriber.openedAt).toISOString(),
-      transport: subscriber.systemEvents ? 'sse' : 'mercure',
-      bytes: subscriber.bytesWritten,
-      queued: subscriber.queuedEvents,
-    });
   }
-  return { rows, more };
+  return { rows, more: false };
 }
 
-/** Ends this node's streams that `filter` matches, each told why first; returns how many. */
+/**
+ * Ends this node's streams and long polls under way that `filter` matches, each told why first;
+ * returns how many. With `reconnect: false` and no `id`, the polls that start here soon after and
+ * match are told too (a tombstone, see `POLL_TOMBSTONE_MS`): a polling client may be between two
+ * polls. A poll's id is new per request, so a disconnect by id has no next poll to reach.
+ */
 export function disconnectLocal(
   hub: Hub,
   filter: ConnectionFilter,
   reason: string,
   reconnect: boolean,
 ): number {
+  const notice = { reason, reconnect };
   const matching = [...hub.streams()].filter((subscriber) => matches(subscriber, filter));
-  for (const subscriber of matching) hub.disconnect(subscriber, { reason, reconnect });
-  return matching.length;
+  for (const subscriber of matching) hub.disconnect(subscriber, notice);
+  const polls = hub.disconnectPolls(
+    (poll) => matches(poll, filter),
+    notice,
+    !reconnect && filter.id === undefined,
+  );
+  return matching.length + polls;
 }
 
 function matches(
@@ -131,8 +147,8 @@ export function filterFromBus(value: unknown): ConnectionFilter {
 const QUERY_PARAMETERS = new Set(['tenant', 'subject', 'topic', 'limit', 'access_token']);
 
 /**
- * `GET /v1/connections?tenant=&subject=&topic=&limit=`: the open streams of every live node that
- * match, oldest first. Admin credentials only (see `adminScope`: a tenant's admin sees its own).
+ * `GET /v1/connections?tenant=&subject=&topic=&limit=`: the open streams and long polls under way
+ * of every live node that match, oldest first. Admin credentials only (see `adminScope`: a tenant's admin sees its own).
  */
 export async function listConnections(
   context: HttpContext,
@@ -182,8 +198,8 @@ export async function listConnections(
 
 /**
  * `POST /v1/connections/disconnect` `{id?, subject?, tenant?, reason?, reconnect?}`: every live
- * node ends its streams that match (all the given fields), each told why first with
- * `herald.disconnect`. An `id` that no node holds is `404 connection-not-found`.
+ * node ends its streams and long polls that match (all the given fields), each told why first
+ * with `herald.disconnect` (a poll: its answer's `disconnect`). An `id` that no node holds is `404 connection-not-found`.
  */
 export async function disconnectConnections(
   context: HttpContext,

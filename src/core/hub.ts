@@ -317,6 +317,28 @@ export class Hub implements SubscriberOwner {
   }
 
   /**
+   * This node's long polls under way, for listing them across a cluster: one waiter each, whose
+   * id is new per request (a polling client is a sequence of them).
+   */
+  pollsInFlight(): IterableIterator<Subscriber> {
+    return this.polls.inFlight();
+  }
+
+  /**
+   * Ends the long polls under way that `matches` accepts because an admin asked: each answers at
+   * once with what it has and `disconnect: notice`. With `remember`, so is, at once and without
+   * events, a poll that starts within `POLL_TOMBSTONE_MS` and matches (its client was between two
+   * polls). Returns how many were under way.
+   */
+  disconnectPolls(
+    matches: (poll: Subscriber) => boolean,
+    notice: DisconnectPayload,
+    remember: boolean,
+  ): number {
+    return this.polls.disconnect(matches, notice, remember);
+  }
+
+  /**
    * Per tenant, what this node has published and delivered since it started (delivered: live
    * events written, the open streams' included). Computed when asked, from counts kept per
    * publish call and per flush of a stream, so the figures cost nothing per event per recipient.

@@ -3,7 +3,7 @@ import { historyFor, historyPayload } from './history-start.ts';
 import { type HubState, shuttingDown } from './hub-state.ts';
 import { logPages, wantsFromLog } from './log-reader.ts';
 import type { PollEvent, PollResult } from './protocol/poll.ts';
-import type { HistoryPayload } from './protocol/system-events.ts';
+import type { DisconnectPayload, HistoryPayload } from './protocol/system-events.ts';
 import { visibleData } from './redaction.ts';
 import { type GapReason, locateResume } from './resume.ts';
 import { type Sink, Subscriber, type SubscriberOwner, type Subscription } from './subscriber.ts';
@@ -14,14 +14,43 @@ export type { PollResult } from './protocol/poll.ts';
 const NO_OWNER: SubscriberOwner = { drained() {}, detach() {} };
 
 /**
+ * How long a disconnect with `reconnect: false` that names no connection id (a subject, a tenant)
+ * keeps answering the polls that match it. herald/client polls again as soon as an answer arrives
+ * (after asking for a token, when its token is a function), or half a second after a poll that
+ * failed: a client between two polls when the disconnect came starts its next one well within
+ * this, a token fetch and a few quick retries included. Short, because a client that does not keep
+ * its promise is only held off meanwhile, as on a stream, where `reconnect: false` is the client's
+ * promise too.
+ */
+export const POLL_TOMBSTONE_MS = 10_000;
+/** The most tombstones kept, oldest dropped first: each is checked by every poll that starts. */
+export const MAX_POLL_TOMBSTONES = 1_000;
+
+/** A poll under way: what wakes it, and what an admin told it. */
+interface PollInFlight {
+  readonly wake: () => void;
+  disconnect?: DisconnectPayload;
+}
+
+/** A disconnect remembered for the polls that start soon after it (see `POLL_TOMBSTONE_MS`). */
+interface Tombstone {
+  readonly matches: (poll: Subscriber) => boolean;
+  readonly notice: DisconnectPayload;
+  /** On the monotonic clock (`performance.now()`): a clock set back does not make it last longer. */
+  readonly until: number;
+}
+
+/**
  * The long-poll twin of a stream, for clients whose streams keep failing (a buffering proxy). A
  * poll answers from the log; while it waits, a waiter in the index is woken by the first event
  * dispatched for it.
  */
 export class LongPoll {
   private readonly state: HubState;
-  /** Wakes every long poll under way, so `close()` does not wait out their waits. */
-  private readonly pollers = new Set<() => void>();
+  /** The long polls under way, by their waiter: `close()` and a disconnect wake them. */
+  private readonly polls = new Map<Subscriber, PollInFlight>();
+  /** Oldest first; all live as long, so the expired ones are at the front. */
+  private tombstones: Tombstone[] = [];
 
   constructor(state: HubState) {
     this.state = state;
@@ -41,8 +70,6 @@ export class LongPoll {
     const state = this.state;
     if (state.closing) throw shuttingDown();
     await state.ready;
-    // A waiter in the index, registered before the log is read: what is dispatched meanwhile
-    // wakes it instead of being missed.
     let wake = () => {};
     const woken = new Promise<void>((resolve) => {
       wake = resolve;
@@ -55,10 +82,28 @@ export class LongPoll {
       end() {},
       destroy() {},
     };
-    // Nobody waits for a client that left, or on a hub that closes.
+    // Its id is per request: what an admin lists, and may end, is this poll.
+    const waiter = new Subscriber(
+      globalThis.crypto.randomUUID(),
+      subscription,
+      sink,
+      NO_OWNER,
+      Date.now(),
+      Number.POSITIVE_INFINITY,
+    );
+    const barred = this.tombstoneFor(waiter);
+    if (barred !== undefined) {
+      return { events: [], lastEventId: subscription.lastEventId ?? state.cursor, disconnect: barred };
+    }
+    // Nobody waits for a client that left, or on a hub that closes, or that an admin ended.
     signal?.addEventListener('abort', wake, { once: true });
-    this.pollers.add(wake);
-    const waiter = new Subscriber('poll', subscription, sink, NO_OWNER, Date.now(), Number.POSITIVE_INFINITY);
+    const inFlight: PollInFlight = { wake };
+    this.polls.set(waiter, inFlight);
+    // What it has, then what it was told: an admin's disconnect answers at once.
+    const told = (result: PollResult): PollResult =>
+      inFlight.disconnect === undefined ? result : { ...result, disconnect: inFlight.disconnect };
+    // A waiter in the index, registered before the log is read: what is dispatched meanwhile
+    // wakes it instead of being missed.
     waiter.state = 'live';
     state.index.add(waiter);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -87,11 +132,11 @@ export class LongPoll {
             sent.length,
             initial.complete && !(snapshot && sent !== events),
           );
-          return {
+          return told({
             events: sent.map((event) => pollEvent(event, waiter.permissions)),
             lastEventId: sent === events || snapshot ? until : (sent.at(-1) as HeraldEvent).id,
             history: payload,
-          };
+          });
         }
         history = historyPayload(initial, 0);
       }
@@ -111,18 +156,57 @@ export class LongPoll {
         lastEventId: last?.id ?? (ahead ? (from as string) : until),
         ...(history === undefined ? {} : { history }),
       };
-      return gap === undefined ? result : { ...result, gap };
+      return told(gap === undefined ? result : { ...result, gap });
     } finally {
       clearTimeout(timer);
       state.index.remove(waiter);
-      this.pollers.delete(wake);
+      this.polls.delete(waiter);
       signal?.removeEventListener('abort', wake);
     }
   }
 
   /** Ends the wait of every poll under way: they answer with what they have. */
   wakeAll(): void {
-    for (const wake of this.pollers) wake();
+    for (const { wake } of this.polls.values()) wake();
+  }
+
+  /** The polls under way and not yet ended, one waiter each (its id new per request). */
+  *inFlight(): IterableIterator<Subscriber> {
+    for (const [waiter, { disconnect }] of this.polls) if (disconnect === undefined) yield waiter;
+  }
+
+  /**
+   * Ends the polls under way that `matches` accepts: each answers at once with what it has and
+   * `disconnect: notice`. With `remember`, a poll that starts within `POLL_TOMBSTONE_MS` and
+   * matches is answered so too, at once and without events: the client was between two polls.
+   * Returns how many were under way.
+   */
+  disconnect(matches: (poll: Subscriber) => boolean, notice: DisconnectPayload, remember: boolean): number {
+    let ended = 0;
+    for (const [waiter, poll] of this.polls) {
+      if (poll.disconnect !== undefined || !matches(waiter)) continue;
+      poll.disconnect = notice;
+      poll.wake();
+      ended++;
+    }
+    if (remember) {
+      this.tombstones.push({ matches, notice, until: performance.now() + POLL_TOMBSTONE_MS });
+      if (this.tombstones.length > MAX_POLL_TOMBSTONES) this.tombstones.shift();
+    }
+    return ended;
+  }
+
+  /** The newest live tombstone that `waiter` matches: what it is told instead of being answered. */
+  private tombstoneFor(waiter: Subscriber): DisconnectPayload | undefined {
+    if (this.tombstones.length === 0) return undefined;
+    const now = performance.now();
+    const live = this.tombstones.findIndex((tombstone) => tombstone.until > now);
+    if (live !== 0) this.tombstones = live === -1 ? [] : this.tombstones.slice(live);
+    for (let i = this.tombstones.length - 1; i >= 0; i--) {
+      const tombstone = this.tombstones[i] as Tombstone;
+      if (tombstone.matches(waiter)) return tombstone.notice;
+    }
+    return undefined;
   }
 
   /** What `waiter` wants of the log in (after, until], at most `limit` events. */

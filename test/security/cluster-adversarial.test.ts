@@ -295,14 +295,10 @@ describe('cluster operations under attack (3 nodes on Redis)', () => {
     bystander.close();
   });
 
-  test("a long poll (the client's fallback) is listed and ended by a disconnect with reconnect:false", {
-    todo:
-      'long polls are not streams of the hub (src/core/long-poll.ts): /v1/connections does not list ' +
-      'them and a disconnect ends none, so reconnect:false cannot reach a client that fell back to polling',
-  }, async () => {
+  test("a long poll (the client's fallback) is listed and ended by a disconnect with reconnect:false", async () => {
     const jwt = await token({ tenant: 'acme', sub: 'poller', subscribe: ['polled'] });
     const controller = new AbortController();
-    const polling = fetch(`${hub(0).url}/v1/events/poll?topic=polled&wait=5`, {
+    const polling = fetch(`${hub(0).url}/v1/events/poll?topic=polled&wait=60`, {
       headers: bearer(jwt),
       signal: controller.signal,
     }).then(
@@ -310,7 +306,12 @@ describe('cluster operations under attack (3 nodes on Redis)', () => {
       () => '',
     );
     try {
-      await sleep(300);
+      await until(
+        async () =>
+          (await call(`${hub(1).url}/v1/connections?subject=poller`, { jwt: root })).body.connections
+            ?.length === 1,
+        'the poll in flight listed',
+      );
       const listed = await call(`${hub(1).url}/v1/connections?subject=poller`, { jwt: root });
       const ended = await call(`${hub(1).url}/v1/connections/disconnect`, {
         jwt: root,
@@ -318,8 +319,13 @@ describe('cluster operations under attack (3 nodes on Redis)', () => {
         body: JSON.stringify({ subject: 'poller', reason: 'banned', reconnect: false }),
       });
       assert.equal(listed.body.connections.length, 1, 'the poll in flight is listed');
+      assert.equal(listed.body.connections[0].transport, 'poll');
+      assert.equal(listed.body.connections[0].node, 'adv-0');
+      assert.deepEqual(listed.body.connections[0].topics, ['polled']);
       assert.equal(ended.body.disconnected, 1, 'and ended');
-      assert.match(await polling, /herald\.disconnect/);
+      const answer = JSON.parse(await polling) as Json;
+      assert.deepEqual(answer.disconnect, { reason: 'banned', reconnect: false });
+      assert.deepEqual(answer.events, []);
     } finally {
       controller.abort();
       await polling;

@@ -1,4 +1,4 @@
-import type { HistoryPayload, ResumeGapReason } from './system-events.ts';
+import type { DisconnectPayload, HistoryPayload, ResumeGapReason } from './system-events.ts';
 
 /**
  * The long-poll answer, the JSON body of `GET /v1/events/poll`: what the hub's long poll returns
@@ -24,4 +24,10 @@ export interface PollResult {
   readonly gap?: ResumeGapReason;
   /** A first poll that asked for history (`rewind`/`since`/`snapshot`): what it holds. */
   readonly history?: HistoryPayload;
+  /**
+   * An admin ended this client's connections (`POST /v1/connections/disconnect`), as
+   * `herald.disconnect` on a stream: the poll answered at once, and with `reconnect: false` the
+   * client is not to poll again with the same credential.
+   */
+  readonly disconnect?: DisconnectPayload;
 }
