@@ -110,6 +110,16 @@ export class PresenceFeed implements StreamLifecycle {
     return [...this.ownWatches.keys()].map(splitKey);
   }
 
+  /**
+   * Whether this node watches the topic and has every node's snapshot of it: from then on, every
+   * node announces each change, so a stream that opens elsewhere is told as a join. One that opened
+   * before is counted in the snapshot instead, without a join (the client's `presence()` asks).
+   */
+  watchSettled(tenant: string, topic: string): boolean {
+    const watched = this.watched.get(keyOf(tenant, topic));
+    return watched !== undefined && watched.pending === undefined;
+  }
+
   /** A node says which topics it watches (a `watching` message, or its heartbeat: then all of them). */
   heardWatching(node: string, topics: readonly (readonly [string, string])[], all: boolean): void {
     const keys = new Set<string>();

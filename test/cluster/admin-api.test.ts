@@ -49,6 +49,13 @@ for (const backend of BACKENDS) {
     let admin: string;
     let acmeAdmin: string;
     let globexAdmin: string;
+    /** Node 0's watch of a topic has every node's snapshot (see PresenceFeed.watchSettled). */
+    const settled = (tenant: string, topic: string) =>
+      until(
+        () => (hubs[0] as TestHub).herald.cluster.presence.watchSettled(tenant, topic),
+        10_000,
+        `the watch of ${topic} settled on every node`,
+      );
 
     before(async () => {
       for (let i = 0; i < size; i++) {
@@ -324,8 +331,9 @@ for (const backend of BACKENDS) {
         watcher.events
           .filter((event) => event.type === 'herald.presence')
           .map((event) => JSON.parse(event.data));
-      // The watch reaches every node before the answer to its snapshot does; give the bus a moment.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Every node has answered the watch's snapshot: from now on each announces its changes (a
+      // stream opened before is counted in the snapshot, not told as a join).
+      await settled('acme', 'stage');
       const member = await open(size - 1, 'acme', 'zed', ['stage']);
       await watcher.until(() => notices().length >= 1, 15_000, 'a join');
       assert.deepEqual(notices()[0], { topic: 'stage', action: 'join', subject: 'zed', connections: 1 });
@@ -364,7 +372,7 @@ for (const backend of BACKENDS) {
         watcher.events
           .filter((event) => event.type === 'herald.presence')
           .map((event) => JSON.parse(event.data));
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await settled('acme', 'dais');
       const moverToken = await token({ tenant: 'acme', sub: 'mover', subscribe: ['dais', 'lobby'] });
       const mover = await (hubs[size - 1] as TestHub).subscribe('topic=lobby', {
         headers: bearer(moverToken),

@@ -519,7 +519,13 @@ describe('cluster operations under attack (3 nodes on Redis)', () => {
     streams.push(watcher);
     await watcher.untilConnected();
     const openMs = performance.now() - started;
-    // Presence on every node within a moment; one join reaches the watcher.
+    // Once every node answered the watch's snapshot, each announces its changes: a stream opened
+    // before that is counted in the snapshot rather than told as a join (so wait, or it races).
+    await until(
+      () => hub(0).herald.cluster.presence.watchSettled('acme', 'p/99'),
+      'the watch of p/99 settled on every node',
+      10_000,
+    );
     const joiner = await open(2, 'acme', 'joiner', ['p/99']);
     await watcher.until(
       (s) => s.events.some((event) => event.type === 'herald.presence' && event.data.includes('joiner')),
