@@ -14,6 +14,9 @@ import { type Connection, type Session, tokenFor } from './session.ts';
  *
  * Each group also holds a lock of its own (`<name>:tab:<id>`), which the leader waits for: it is
  * granted when that tab is gone, closed or crashed, and the leader then closes its channels.
+ *
+ * A tab leaves the group when its last client closes; the leader tab, though, only once no other
+ * tab has a channel on its stream (see `retireWhenIdle`).
  */
 
 type Request = { t: 'open'; request: OpenRequest } | { t: 'close'; channel: string };
@@ -101,9 +104,13 @@ const createGroup = (name: string): Group => {
   let leader: string | undefined;
   let mux: Mux | undefined;
   let closed = false;
+  /** The last client of this tab to leave: whose settings a leader with no client left streams with. */
+  let kept: Session | undefined;
   let releaseTab: () => void = () => {};
   let releaseLead: () => void = () => {};
   const watched = new Set<string>();
+  /** As the leader: the channels of other tabs on its stream, by their tab, until that tab closes them. */
+  const relayed = new Map<string, string>();
 
   const post = (message: Message): void => {
     if (closed) return;
@@ -115,7 +122,10 @@ const createGroup = (name: string): Group => {
   };
 
   const end = (endpoint: Endpoint, error?: unknown): void => {
-    endpoints.delete(endpoint.request.channel);
+    const { channel: id } = endpoint.request;
+    endpoints.delete(id);
+    // Told the leader, after what was relayed before this end was handled: see `retireWhenIdle`.
+    request({ t: 'close', channel: id });
     endpoint.settle(error);
   };
 
@@ -181,14 +191,50 @@ const createGroup = (name: string): Group => {
     else post(message);
   };
 
+  /** Out of the group: the lock goes to the next tab, which opens a stream of its own. */
+  const retire = (): void => {
+    // First: the stop's notices end endpoints, whose closes come back to `retireWhenIdle`.
+    stop.abort();
+    mux?.stop();
+    mux = undefined;
+    closed = true;
+    groups.delete(name);
+    releaseLead();
+    releaseTab();
+    channel.close();
+  };
+
+  /**
+   * Leaves once this tab has no client and, if it leads, every other tab has closed its channels
+   * (or gone). Why the leader stays on: an admin's `herald.disconnect` reaches every channel it
+   * names through the one shared stream, the hub writing them all in one pass (each channel's
+   * notice, then its end), but that stream is read a chunk at a time, and the leader's own client
+   * shuts on its own notice (`reconnect: false`) between two reads. Cutting the stream then drops
+   * the other tabs' notices not read yet; nor is a relayed notice safe once read: the next leader
+   * learns of its lock from the lock manager, not the BroadcastChannel, so it may take over, and
+   * give up its channel as the old leader's, before the notice reaches it. Those tabs would hear
+   * only that the leader left, and come back with the credential they were told not to use; no
+   * delay makes that safe, since nothing tells how much is still on its way. So the leader keeps
+   * its stream and its lock, reading and relaying in order, until each tab has closed its
+   * channels: a tab closes a channel that ended only once it has handled the end (`end`), so
+   * after every notice relayed before it (one sender's messages arrive in order). Then nothing
+   * meant for a tab is left on the stream or on its way, and the lock can pass.
+   */
+  const retireWhenIdle = (): void => {
+    if (!stop.signal.aborted && sessions.size === 0 && relayed.size === 0) retire();
+  };
+
   /** As the leader: a tab's request. */
   const handle = (message: Request): void => {
     if (!mux) return;
     if (message.t === 'close') {
+      relayed.delete(message.channel);
       mux.close(message.channel);
+      retireWhenIdle();
       return;
     }
-    const { tab: owner } = message.request;
+    const { tab: owner, channel: id } = message.request;
+    if (owner !== tab) relayed.set(id, owner);
     if (owner !== tab && !watched.has(owner)) {
       watched.add(owner);
       // Granted once that tab has gone: its channels have nobody to deliver to.
@@ -196,6 +242,8 @@ const createGroup = (name: string): Group => {
         .request(`${name}:tab:${owner}`, { signal: stop.signal }, () => {
           watched.delete(owner);
           mux?.forget(owner);
+          for (const [id, of] of relayed) if (of === owner) relayed.delete(id);
+          retireWhenIdle();
         })
         .catch(() => {});
     }
@@ -205,7 +253,7 @@ const createGroup = (name: string): Group => {
   const lead = (): Promise<void> => {
     const me = randomId();
     mux = createMux(
-      () => sessions.values().next().value,
+      () => sessions.values().next().value ?? kept,
       (notice) => {
         const sent = { ...notice, leader: me } as Sent;
         receive(sent);
@@ -256,16 +304,12 @@ const createGroup = (name: string): Group => {
       sessionGroups.delete(session);
       session.leave = undefined;
       if (sessions.size > 0 || closed) return;
-      // The last client of this tab: hand the shared stream on (the next tab to take the lock
-      // opens a new one and every channel reconnects through it).
-      mux?.stop();
-      mux = undefined;
-      closed = true;
-      groups.delete(name);
-      stop.abort();
-      releaseLead();
-      releaseTab();
-      channel.close();
+      // The last client of this tab: its channels are closed (it has none left open when it
+      // closes), and the shared stream is handed on (the next tab to take the lock opens a new one
+      // and every channel reconnects through it) once no other tab's channel is left on it.
+      kept = session;
+      mux?.forget(tab);
+      retireWhenIdle();
     },
   };
   return group;

@@ -115,7 +115,7 @@ describe('one stream for all tabs (tab sharing, worker threads as tabs)', () => 
     await new Promise((resolve) => setTimeout(resolve, 150));
     await leader?.worker.terminate(); // a crash: no goodbye, the lock is released
     await new Promise((resolve) => setTimeout(resolve, 300));
-    await second?.call('close'); // the next leader closes its client, handing the stream on
+    await second?.call('close'); // the next leader closes its client: its tab keeps the stream for the others
     await new Promise((resolve) => setTimeout(resolve, 300));
     clearInterval(publishing);
     const [x, yz] = others as [Tab, Tab];
