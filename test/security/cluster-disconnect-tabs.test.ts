@@ -81,9 +81,16 @@ async function disconnect(url: string, body: Record<string, unknown>): Promise<{
   return (await answer.json()) as { disconnected: number };
 }
 
+/**
+ * The tabs' clients expect a heartbeat within 2 s (fixtures/tab.ts: `heartbeatMs: 2000`, silence
+ * for 2.5 times that reopens a channel): the hub sends one every second, so a quiet shared stream
+ * is never taken for a dead one mid-test.
+ */
+const HUB = { heartbeatMs: 1_000 };
+
 test('two tabs on one shared stream: reconnect:false stops both, and no stream comes back', async () => {
   // Open development mode: the tabs' fixture token is not checked, and every caller is admin.
-  const hub = await startHub({});
+  const hub = await startHub(HUB);
   hubs.push(hub);
   const tabs = [openTab(hub.url, ['room']), openTab(hub.url, ['room'])];
   await Promise.all(tabs.map((tab) => tab.ready));
@@ -99,7 +106,7 @@ test('two tabs on one shared stream: reconnect:false stops both, and no stream c
 });
 
 test('reconnect:false reaches a tab whose relayed messages lag behind its lock grant', async () => {
-  const hub = await startHub({});
+  const hub = await startHub(HUB);
   hubs.push(hub);
   // What the leader relays reaches the follower 300 ms late: had the leader let the lock go as
   // soon as it had relayed the notices, the follower would take it over and give up its channel
@@ -114,7 +121,7 @@ test('reconnect:false reaches a tab whose relayed messages lag behind its lock g
 });
 
 test('the follower tab alone told reconnect:false stops; the leader carries on', async () => {
-  const hub = await startHub({});
+  const hub = await startHub(HUB);
   hubs.push(hub);
   const [leader, follower] = await leaderAndFollower(hub.url);
   const { connectionId } = await follower.state();
@@ -126,7 +133,7 @@ test('the follower tab alone told reconnect:false stops; the leader carries on',
 });
 
 test('the leader tab alone told reconnect:false stops; the follower carries on over the same shared stream', async () => {
-  const hub = await startHub({});
+  const hub = await startHub(HUB);
   hubs.push(hub);
   const [leader, follower] = await leaderAndFollower(hub.url);
   const before = await follower.state();
@@ -147,7 +154,7 @@ test('the leader tab alone told reconnect:false stops; the follower carries on o
 });
 
 test('reconnect:true: both tabs come back, on one shared stream', async () => {
-  const hub = await startHub({});
+  const hub = await startHub(HUB);
   hubs.push(hub);
   const tabs = await leaderAndFollower(hub.url);
   const before = await Promise.all(tabs.map(async (tab) => (await tab.state()).connectionId));
