@@ -53,7 +53,7 @@ const MAX_REASON_LENGTH = 256;
 export const LIST_QUESTION = 'connections';
 export const DISCONNECT_QUESTION = 'disconnect';
 
-/** This node's streams, then its long polls under way, that `filter` matches, at most `limit`. */
+/** This node's streams and long polls under way that `filter` matches, oldest first, at most `limit`. */
 export function localConnections(
   hub: Hub,
   node: string,
@@ -65,9 +65,12 @@ export function localConnections(
     [hub.streams(), false],
     [hub.pollsInFlight(), true],
   ] as const) {
+    // Each kind's oldest `limit` and one more, merged below: a poll may be older than the streams
+    // opened after it, and `limit` keeps the oldest of both (the cluster's answer is sorted so).
+    let taken = 0;
     for (const subscriber of connections) {
       if (!matches(subscriber, filter)) continue;
-      if (rows.length >= limit) return { rows, more: true };
+      if (taken++ > limit) break;
       rows.push({
         id: subscriber.id,
         node,
@@ -82,8 +85,13 @@ export function localConnections(
       });
     }
   }
-  return { rows, more: false };
+  rows.sort(oldestFirst);
+  return rows.length > limit ? { rows: rows.slice(0, limit), more: true } : { rows, more: false };
 }
+
+/** By `openedAt`, then `id`: the order of `GET /v1/connections`. */
+const oldestFirst = (a: ConnectionRow, b: ConnectionRow): number =>
+  a.openedAt < b.openedAt ? -1 : a.openedAt > b.openedAt ? 1 : a.id < b.id ? -1 : 1;
 
 /**
  * Ends this node's streams and long polls under way that `filter` matches, each told why first;
@@ -103,7 +111,8 @@ export function disconnectLocal(
   const polls = hub.disconnectPolls(
     (poll) => matches(poll, filter),
     notice,
-    !reconnect && filter.id === undefined,
+    // Kept by the tenant it is scoped to: one tenant's many do not push out another's.
+    !reconnect && filter.id === undefined ? filter.tenant : undefined,
   );
   return matching.length + polls;
 }
@@ -183,7 +192,7 @@ export async function listConnections(
     rows.push(...answer.rows);
     truncated ||= answer.more;
   }
-  rows.sort((a, b) => (a.openedAt < b.openedAt ? -1 : a.openedAt > b.openedAt ? 1 : a.id < b.id ? -1 : 1));
+  rows.sort(oldestFirst);
   if (rows.length > limit) {
     rows = rows.slice(0, limit);
     truncated = true;

@@ -326,14 +326,15 @@ export class Hub implements SubscriberOwner {
 
   /**
    * Ends the long polls under way that `matches` accepts because an admin asked: each answers at
-   * once with what it has and `disconnect: notice`. With `remember`, so is, at once and without
-   * events, a poll that starts within `POLL_TOMBSTONE_MS` and matches (its client was between two
-   * polls). Returns how many were under way.
+   * once with what it has and `disconnect: notice`. With `remember` (the tenant the disconnect was
+   * scoped to, `*` for every one), so is, at once and without events, a poll that starts within
+   * `POLL_TOMBSTONE_MS` and matches (its client was between two polls). Returns how many were
+   * under way.
    */
   disconnectPolls(
     matches: (poll: Subscriber) => boolean,
     notice: DisconnectPayload,
-    remember: boolean,
+    remember: string | undefined,
   ): number {
     return this.polls.disconnect(matches, notice, remember);
   }

@@ -23,7 +23,10 @@ const NO_OWNER: SubscriberOwner = { drained() {}, detach() {} };
  * promise too.
  */
 export const POLL_TOMBSTONE_MS = 10_000;
-/** The most tombstones kept, oldest dropped first: each is checked by every poll that starts. */
+/**
+ * The most tombstones kept: each is checked by every poll that starts. Past it, the oldest of the
+ * scope (tenant) that holds the most goes first (see `evictable`).
+ */
 export const MAX_POLL_TOMBSTONES = 1_000;
 
 /** A poll under way: what wakes it, and what an admin told it. */
@@ -34,6 +37,8 @@ interface PollInFlight {
 
 /** A disconnect remembered for the polls that start soon after it (see `POLL_TOMBSTONE_MS`). */
 interface Tombstone {
+  /** Whose disconnect it is: the tenant it was scoped to (`*` for every tenant). */
+  readonly scope: string;
   readonly matches: (poll: Subscriber) => boolean;
   readonly notice: DisconnectPayload;
   /** On the monotonic clock (`performance.now()`): a clock set back does not make it last longer. */
@@ -177,11 +182,15 @@ export class LongPoll {
 
   /**
    * Ends the polls under way that `matches` accepts: each answers at once with what it has and
-   * `disconnect: notice`. With `remember`, a poll that starts within `POLL_TOMBSTONE_MS` and
-   * matches is answered so too, at once and without events: the client was between two polls.
-   * Returns how many were under way.
+   * `disconnect: notice`. With `remember` (the scope of the disconnect: a tenant, or `*`), a poll
+   * that starts within `POLL_TOMBSTONE_MS` and matches is answered so too, at once and without
+   * events: the client was between two polls. Returns how many were under way.
    */
-  disconnect(matches: (poll: Subscriber) => boolean, notice: DisconnectPayload, remember: boolean): number {
+  disconnect(
+    matches: (poll: Subscriber) => boolean,
+    notice: DisconnectPayload,
+    remember: string | undefined,
+  ): number {
     let ended = 0;
     for (const [waiter, poll] of this.polls) {
       if (poll.disconnect !== undefined || !matches(waiter)) continue;
@@ -189,19 +198,42 @@ export class LongPoll {
       poll.wake();
       ended++;
     }
-    if (remember) {
-      this.tombstones.push({ matches, notice, until: performance.now() + POLL_TOMBSTONE_MS });
-      if (this.tombstones.length > MAX_POLL_TOMBSTONES) this.tombstones.shift();
+    if (remember !== undefined) {
+      this.dropExpired(performance.now());
+      this.tombstones.push({
+        scope: remember,
+        matches,
+        notice,
+        until: performance.now() + POLL_TOMBSTONE_MS,
+      });
+      if (this.tombstones.length > MAX_POLL_TOMBSTONES) this.tombstones.splice(this.evictable(), 1);
     }
     return ended;
+  }
+
+  /**
+   * Which tombstone goes when there are too many: the oldest of those whose scope holds the most.
+   * Why not simply the oldest: a tenant's admin may end its own subjects at will, and a thousand
+   * of those would push out another tenant's tombstones, whose clients, between two polls, would
+   * then never hear that they were told not to come back.
+   */
+  private evictable(): number {
+    const counts = new Map<string, number>();
+    for (const { scope } of this.tombstones) counts.set(scope, (counts.get(scope) ?? 0) + 1);
+    const most = Math.max(...counts.values());
+    return this.tombstones.findIndex((tombstone) => counts.get(tombstone.scope) === most);
+  }
+
+  /** Forgets the tombstones past their time: all live as long, so those are at the front. */
+  private dropExpired(now: number): void {
+    const live = this.tombstones.findIndex((tombstone) => tombstone.until > now);
+    if (live !== 0) this.tombstones = live === -1 ? [] : this.tombstones.slice(live);
   }
 
   /** The newest live tombstone that `waiter` matches: what it is told instead of being answered. */
   private tombstoneFor(waiter: Subscriber): DisconnectPayload | undefined {
     if (this.tombstones.length === 0) return undefined;
-    const now = performance.now();
-    const live = this.tombstones.findIndex((tombstone) => tombstone.until > now);
-    if (live !== 0) this.tombstones = live === -1 ? [] : this.tombstones.slice(live);
+    this.dropExpired(performance.now());
     for (let i = this.tombstones.length - 1; i >= 0; i--) {
       const tombstone = this.tombstones[i] as Tombstone;
       if (tombstone.matches(waiter)) return tombstone.notice;

@@ -191,8 +191,10 @@ describe('a disconnect reaches long polls (2 nodes on Redis)', () => {
     }
     const newest = await poll(0, 'tomb', `t${MAX_POLL_TOMBSTONES}`, 60);
     assert.deepEqual(newest.body.disconnect, { reason: 'bound', reconnect: false });
-    const second = await poll(0, 'tomb', 't1', 60);
-    assert.deepEqual(second.body.disconnect, { reason: 'bound', reconnect: false }, 'the second is kept');
+    // The earlier tests' tombstones (acme's, root's) may still be live: past the bound the tenant
+    // holding the most, this one, gives up its oldest, so up to three of these go, not one.
+    const second = await poll(0, 'tomb', 't3', 60);
+    assert.deepEqual(second.body.disconnect, { reason: 'bound', reconnect: false }, 'the fourth is kept');
     const oldest = await poll(0, 'tomb', 't0', 0);
     assert.equal(oldest.body.disconnect, undefined, 'the oldest was dropped');
     // Only that node was told.
