@@ -52,6 +52,17 @@ export function kernelCpuSeconds(pids: readonly number[]): number {
   return ticks / clockTicksPerSecond();
 }
 
+/**
+ * Seconds the main threads of `pids` spent runnable but waiting for a core so far (the second
+ * field of /proc/<pid>/schedstat): on a machine whose cores the load generators share, the part
+ * of a delivery's latency that is the server waiting its turn, not working.
+ */
+export function runQueueWaitSeconds(pids: readonly number[]): number {
+  let nanoseconds = 0;
+  for (const pid of pids) nanoseconds += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
+  return nanoseconds / 1e9;
+}
+
 /** Resident set size of all of `pids`, in bytes (VmRSS of /proc/<pid>/status). */
 export function rssBytes(pids: readonly number[]): number {
   let total = 0;

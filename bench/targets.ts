@@ -31,6 +31,8 @@ export interface TargetOptions {
    * `--import`), for the scenarios that measure stalls (S7). Herald only; other peers ignore it.
    */
   readonly loopMonitorFile?: string;
+  /** A file each node appends its GC pauses to (`gc-monitor.ts`), for S4. Herald only. */
+  readonly gcMonitorFile?: string;
   /** `--compression` (S9): off, on or a list of codings. Herald only; other peers ignore it. */
   readonly compression?: string;
   /** `--auth-url` (S10): the app endpoint asked who a stream comes from. Herald only; other peers ignore it. */
@@ -96,6 +98,7 @@ export function profileHeraldInto(dir: string | undefined): void {
   profileDir = dir;
 }
 const LOOP_MONITOR = new URL('./loop-monitor.ts', import.meta.url).href;
+const GC_MONITOR = new URL('./gc-monitor.ts', import.meta.url).href;
 
 /**
  * Herald's standalone server, `herald serve`, from source on the Node running the benchmark: one
@@ -172,6 +175,7 @@ export const herald: Target = {
               ...process.execArgv,
               ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
               ...(options.loopMonitorFile === undefined ? [] : ['--import', LOOP_MONITOR]),
+              ...(options.gcMonitorFile === undefined ? [] : ['--import', GC_MONITOR]),
               ...args,
             ],
             cwd: REPO,
@@ -179,10 +183,12 @@ export const herald: Target = {
             env: {
               ...Object.fromEntries(
                 Object.entries(process.env).filter(
-                  ([name]) => !name.startsWith('HERALD_') && name !== 'BENCH_LOOP_FILE',
+                  ([name]) =>
+                    !name.startsWith('HERALD_') && name !== 'BENCH_LOOP_FILE' && name !== 'BENCH_GC_FILE',
                 ),
               ),
               ...(options.loopMonitorFile === undefined ? {} : { BENCH_LOOP_FILE: options.loopMonitorFile }),
+              ...(options.gcMonitorFile === undefined ? {} : { BENCH_GC_FILE: options.gcMonitorFile }),
             },
             ready: /listening on (http:\/\/\S+)/,
           }),

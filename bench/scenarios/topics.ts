@@ -1,8 +1,11 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DELIVERY_COLUMNS } from '../columns.ts';
 import { encodeHistogram, summarizeLatency } from '../histogram.ts';
 import type { PhaseDone, PublisherIn, PublisherOut, PublishPhase } from '../messages.ts';
 import { nowMs, PAYLOAD_BYTES } from '../payload.ts';
-import { cpuSeconds, kernelCpuSeconds } from '../proc-stats.ts';
+import { cpuSeconds, kernelCpuSeconds, runQueueWaitSeconds } from '../proc-stats.ts';
 import { protocolNamed } from '../protocols.ts';
 import type { CaseResult, PlanOptions, RunContext, Scenario, ScenarioCase } from '../scenario.ts';
 import { SubscriberFleet } from '../subscriber-fleet.ts';
@@ -48,10 +51,37 @@ const PARALLEL = 16;
 
 type Publisher = WorkerHandle<PublisherIn, PublisherOut>;
 
+/** The GC pauses `gc-monitor.ts` wrote between `from` and `to` (ms since the epoch), or null without a file. */
+function gcPauses(
+  file: string,
+  from: number,
+  to: number,
+): { count: number; totalMs: number; maxMs: number } | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null; // a peer that is not Herald: no monitor
+  }
+  let count = 0;
+  let totalMs = 0;
+  let maxMs = 0;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const { t, ms } = JSON.parse(line) as { t: number; ms: number };
+    if (t < from || t > to) continue;
+    count++;
+    totalMs += ms;
+    maxMs = Math.max(maxMs, ms);
+  }
+  return { count, totalMs, maxMs };
+}
+
 async function measureTopics(
   target: RunningTarget,
   params: TopicsParams,
   context: RunContext,
+  gcFile: string,
 ): Promise<CaseResult> {
   const problems: string[] = [];
   const warnings: string[] = [];
@@ -124,11 +154,15 @@ async function measureTopics(
     const openAtStart = fleet.open();
     const cpuStart = cpuSeconds(target.pids);
     const kernelStart = kernelCpuSeconds(target.pids);
+    const waitStart = runQueueWaitSeconds(target.pids);
+    const startWall = Date.now();
     const start = nowMs();
     const measured = await publish(fromSeq, params.rounds, 'measured window');
     const end = nowMs();
     const serverCpuS = cpuSeconds(target.pids) - cpuStart;
     const kernelCpuS = kernelCpuSeconds(target.pids) - kernelStart;
+    const waitS = runQueueWaitSeconds(target.pids) - waitStart;
+    const gc = gcPauses(gcFile, startWall, Date.now());
     const report = await fleet.report();
     const latency = summarizeLatency(report.histogram);
     const latencyHistogram = encodeHistogram(report.histogram);
@@ -189,6 +223,10 @@ async function measureTopics(
         maxMs: latency.maxMs,
         serverCpuSeconds: serverCpuS,
         serverCpuPct: serverCpuS / wallS,
+        runQueueWaitPct: waitS / wallS,
+        gcPauses: gc?.count ?? null,
+        gcPauseMs: gc === null || gc.count === 0 ? null : gc.totalMs / gc.count,
+        gcMaxMs: gc?.maxMs ?? null,
         deliveriesPerCpuSec: serverCpuS > 0 ? report.delivered / serverCpuS : null,
         kernelUsPerDelivery: report.delivered > 0 ? (kernelCpuS * 1e6) / report.delivered : null,
         userUsPerDelivery: report.delivered > 0 ? ((serverCpuS - kernelCpuS) * 1e6) / report.delivered : null,
@@ -226,6 +264,12 @@ export const topicsScenario: Scenario = {
     { key: 'kernelUsPerDelivery', label: 'Kernel µs/delivery', format: 'ms' },
     { key: 'userUsPerDelivery', label: 'User µs/delivery', format: 'ms' },
     { key: 'serverCpuPct', label: 'Server CPU', format: 'percent' },
+    // Runnable but not running: the server waiting for a core the load generators hold.
+    { key: 'runQueueWaitPct', label: 'Server waiting for a core', format: 'percent' },
+    // Herald only: V8's pauses in the window; every delivery due meanwhile waits one out.
+    { key: 'gcPauses', label: 'GC pauses', format: 'int' },
+    { key: 'gcPauseMs', label: 'GC mean ms', format: 'ms' },
+    { key: 'gcMaxMs', label: 'GC max ms', format: 'ms' },
     { key: 'clientCpuPct', label: 'Load-gen CPU', format: 'percent' },
     { key: 'publisherCpuPct', label: 'Publisher CPU', format: 'percent' },
   ],
@@ -253,18 +297,26 @@ export const topicsScenario: Scenario = {
     const single: TopicsParams = { ...batched, requests: 'single' };
     // The peers that take no batch publish one event per request in both: the same work twice,
     // which shows their run-to-run noise beside Herald's two ways.
+    const gcFile = (label: string) => join(tmpdir(), `bench-s4-gc-${process.pid}-${label}.jsonl`);
+    const measured = (params: TopicsParams) => (target: RunningTarget, context: RunContext) => {
+      const file = gcFile(params.requests);
+      // Removed before as well: the previous target's server may have written its last pauses
+      // after its own case ended.
+      rmSync(file, { force: true });
+      return measureTopics(target, params, context, file).finally(() => rmSync(file, { force: true }));
+    };
     return [
       {
         label: `${rate}/s`,
         params: { ...batched },
-        server: {},
-        run: (target, context) => measureTopics(target, batched, context),
+        server: { gcMonitorFile: gcFile(batched.requests) },
+        run: measured(batched),
       },
       {
         label: `${rate}/s, 1 event/request`,
         params: { ...single },
-        server: {},
-        run: (target, context) => measureTopics(target, single, context),
+        server: { gcMonitorFile: gcFile(single.requests) },
+        run: measured(single),
       },
     ];
   },
